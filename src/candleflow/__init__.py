@@ -1,0 +1,3 @@
+"""candleflow: backtest trading strategies declared as YAML graphs."""
+
+__version__ = "0.1.0"
