@@ -1,0 +1,113 @@
+"""One backtest, end to end: config -> graph -> schedule -> node outputs -> evaluator -> result.
+
+>>> result = run_backtest("strategies/ma_crossover.yaml")   # doctest: +SKIP
+>>> result.metrics["n_trades"] > 0                          # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from candleflow.config import Strategy, load_strategy
+from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
+from candleflow.dag.cache import NodeCache
+from candleflow.dag.executor import NodeStats, Scheduler, execute
+
+DEFAULT_CACHE_DIR = Path(".candleflow") / "cache"
+
+
+@dataclass
+class BacktestResult:
+    """Everything a run produced: node outputs, the simulation and per-node stats."""
+
+    compiled: CompiledStrategy
+    candles: pd.DataFrame
+    values: dict[str, Any]
+    stats: dict[str, NodeStats]
+    source_text: str | None = None
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.compiled.strategy
+
+    @property
+    def simulation(self):
+        return self.values[EVALUATOR]
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        return self.simulation.trades
+
+    @property
+    def equity(self) -> pd.Series:
+        return self.simulation.equity
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.simulation.metrics
+
+    def indicators(self) -> dict[str, pd.Series | pd.DataFrame]:
+        return {n: v for n, v in self.values.items() if self.compiled.graph.nodes[n]["kind"] == "indicator"}
+
+    def signals(self) -> dict[str, pd.DataFrame]:
+        return {n: v for n, v in self.values.items() if self.compiled.graph.nodes[n]["kind"] == "signal"}
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write the result files into ``out_dir`` (each atomically); see :mod:`candleflow.results`."""
+        from candleflow.results import write_results
+
+        return write_results(self, out_dir)
+
+
+def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = None,
+            workspace: str | Path | None = None) -> tuple[CompiledStrategy, str]:
+    """Load, validate and compile a strategy file; returns the compiled graph and the rendered text."""
+    from candleflow.config.loader import render_template
+
+    path = Path(strategy_file)
+    strategy = load_strategy(path, variables=variables)
+    root = Path(workspace) if workspace else find_workspace(path)
+    compiled = compile_strategy(strategy, workspace=root, file=str(path))
+    text = render_template(path.read_text(encoding="utf-8"), variables or {}, file=str(path))
+    return compiled, text
+
+
+def load_data(compiled: CompiledStrategy, data: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
+    """The run's candles: ``data`` if given (a file or a frame), else the strategy's data source."""
+    from candleflow.data import load_candles, load_source, validate_candles
+
+    if isinstance(data, pd.DataFrame):
+        return validate_candles(data)
+    if data is not None:
+        return load_candles(data)
+    return load_source(compiled.strategy.data, workspace=compiled.workspace, file=compiled.file)
+
+
+def run_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCache | None = None,
+                 scheduler: Scheduler = "threads", num_workers: int | None = None,
+                 on_node_done: Callable[[NodeStats], None] | None = None,
+                 progress: Callable[[str, int], None] | None = None,
+                 script_options: dict | None = None, source_text: str | None = None) -> BacktestResult:
+    """Execute an already compiled strategy on ``candles``."""
+    outcome = execute(compiled, candles, cache=cache, scheduler=scheduler, num_workers=num_workers,
+                      on_node_done=on_node_done, progress=progress, script_options=script_options)
+    return BacktestResult(compiled, candles, outcome.values, outcome.stats, source_text)
+
+
+def run_backtest(strategy_file: str | Path, *, data: str | Path | pd.DataFrame | None = None,
+                 variables: Mapping[str, Any] | None = None, workspace: str | Path | None = None,
+                 cache: NodeCache | None = None, scheduler: Scheduler = "threads",
+                 num_workers: int | None = None, script_options: dict | None = None,
+                 on_node_done: Callable[[NodeStats], None] | None = None,
+                 progress: Callable[[str, int], None] | None = None) -> BacktestResult:
+    """Run the strategy in ``strategy_file``; see the README for the YAML schema."""
+    compiled, text = prepare(strategy_file, variables=variables, workspace=workspace)
+    candles = load_data(compiled, data)
+    return run_compiled(compiled, candles, cache=cache, scheduler=scheduler, num_workers=num_workers,
+                        on_node_done=on_node_done, progress=progress, script_options=script_options,
+                        source_text=text)

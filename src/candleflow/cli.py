@@ -1,0 +1,155 @@
+"""The ``candleflow`` command line.
+
+User errors (:class:`~candleflow.errors.CandleflowError`) print one line on
+stderr and exit with code 2; ``--debug`` adds the traceback.  Ctrl-C exits 130
+and, because every output file is written atomically, leaves no partial files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+
+from candleflow.errors import CandleflowError, ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Backtest trading strategies declared as YAML graphs.")
+_state = {"debug": bool(os.environ.get("CANDLEFLOW_DEBUG"))}
+
+
+@app.callback()
+def _global(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for user errors.")) -> None:
+    _state["debug"] = _state["debug"] or debug
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["fast=10", "name=x"]`` -> ``{"fast": 10, "name": "x"}`` (values parsed as YAML scalars)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set expects NAME=VALUE, got '{item}'")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+@app.command()
+def validate(
+    strategy: Path = typer.Argument(..., help="Strategy YAML file."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
+    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+) -> None:
+    """Check a strategy (schema, components, params, graph) without running it."""
+    from candleflow.backtest import prepare
+
+    compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace)
+    graph = compiled.graph
+    kinds = [graph.nodes[n]["kind"] for n in graph]
+    typer.echo(f"{strategy}: ok ({kinds.count('indicator')} indicators, {kinds.count('signal')} signals, "
+               f"{graph.number_of_edges()} edges)")
+
+
+@app.command()
+def run(
+    strategy: Path = typer.Argument(..., help="Strategy YAML file."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Candle file (CSV/Parquet) instead of the strategy's."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write result files into this folder."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
+    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+    cache_dir: Path = typer.Option(Path(".candleflow/cache"), "--cache-dir", help="On-disk node cache."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every node; read and write no cache."),
+    scheduler: str = typer.Option("threads", help="Dask scheduler: threads or sync."),
+    workers: Optional[int] = typer.Option(None, help="Threads for the graph and processes for script components."),
+    timeout: float = typer.Option(10.0, help="Seconds a script component may take per candle."),
+    graph_file: Optional[Path] = typer.Option(None, "--graph", help="Draw the annotated graph (.svg/.png/.dot)."),
+    report_file: Optional[Path] = typer.Option(None, "--report", help="Write the HTML report here."),
+    replay_signals: Optional[Path] = typer.Option(None, "--replay-signals",
+                                                  help="Feed recorded signals (JSON/CSV) to the evaluator "
+                                                       "instead of running components."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every component call with its time."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary table."),
+) -> None:
+    """Run a backtest and print its summary."""
+    from candleflow.backtest import load_data, prepare, run_compiled
+    from candleflow.dag.cache import NodeCache
+
+    if scheduler not in ("threads", "sync"):
+        raise ConfigError(f"--scheduler must be threads or sync, not '{scheduler}'")
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    compiled, text = prepare(strategy, variables=parse_assignments(set_), workspace=workspace)
+    candles = load_data(compiled, data)
+    cache = None if no_cache else NodeCache(cache_dir)
+    script_options = {"timeout": timeout, "workers": workers, "verbose": verbose}
+    if replay_signals is not None:
+        from candleflow.replay import replay_compiled
+
+        result = replay_compiled(compiled, candles, replay_signals, source_text=text)
+    else:
+        from candleflow.progress import run_with_progress
+
+        result = run_with_progress(run_compiled, compiled, candles, quiet=quiet, cache=cache,
+                                   scheduler=scheduler, num_workers=workers, script_options=script_options,
+                                   source_text=text)
+    if out is not None:
+        result.write(out)
+    if graph_file is not None:
+        from candleflow.visualize import render_graph
+
+        render_graph(compiled, graph_file, stats=result.stats)
+    if report_file is not None:
+        from candleflow.visualize import write_report
+
+        write_report(result, report_file)
+    if not quiet:
+        from candleflow.summary import print_summary
+
+        print_summary(result, out=out)
+
+
+@app.command()
+def sample(
+    name: str = typer.Argument("eurusd_1h", help="Sample name."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write it (.csv or .parquet)."),
+) -> None:
+    """Write a bundled sample data set to a file."""
+    from candleflow.data import SAMPLES, sample_candles, write_candles
+
+    if name not in SAMPLES:
+        raise ConfigError(f"unknown sample '{name}' (samples: {', '.join(SAMPLES)})")
+    write_candles(sample_candles(name), output)
+    typer.echo(f"wrote {output}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``candleflow`` script; returns the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("candleflow: interrupted; no partial result files were written", file=sys.stderr)
+        return 130
+    except CandleflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if _state["debug"]:
+            traceback.print_exc()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

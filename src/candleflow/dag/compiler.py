@@ -1,0 +1,321 @@
+"""Compile a :class:`~candleflow.config.Strategy` into a networkx DAG.
+
+Nodes (``kind`` attribute):
+
+* ``candles`` - the data source (one node, id ``candles``);
+* ``indicator`` / ``signal`` - one per YAML entry, id = its ``name``;
+* ``evaluator`` - the portfolio simulation (id ``evaluator``), fed by every signal.
+
+Each indicator/signal node carries a :class:`NodePlan`: the resolved component
+(or script path), validated params and its input *bindings*.  An edge
+``u -> v`` carries ``bindings``: which of ``u``'s outputs feed which input of ``v``.
+
+The whole strategy is checked before anything runs; every problem is collected
+with its YAML path and raised as one :class:`~candleflow.errors.CompileError`.
+
+>>> from candleflow.config import parse_strategy
+>>> s = parse_strategy('''
+... name: demo
+... symbol: EURUSD
+... timeframe: 1h
+... data: {sample: eurusd_1h}
+... indicators:
+...   - {name: fast, component: sma, params: {period: 5}}
+...   - {name: slow, component: sma, params: {period: 20}}
+... signals:
+...   - {name: cross, component: ma_crossover, inputs: [fast, slow]}
+... rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
+... ''')
+>>> graph = compile_strategy(s).graph
+>>> sorted(graph.predecessors("cross")), list(graph.successors("cross"))
+(['fast', 'slow'], ['evaluator'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from candleflow.components.registry import CANDLE_COLUMNS, Component, Registry
+from candleflow.config.models import SCRIPT, ComponentSpec, Strategy
+from candleflow.errors import CompileError
+
+CANDLES = "candles"
+EVALUATOR = "evaluator"
+RESERVED = {CANDLES, EVALUATOR, *CANDLE_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Input ``name`` of a node reads ``output`` (None: the whole value) of node ``source``."""
+
+    name: str
+    source: str
+    output: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.source}.{self.output}" if self.output and self.source != CANDLES else (self.output or self.source)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """Everything needed to run one indicator or signal node."""
+
+    name: str
+    kind: str
+    yaml_path: str
+    spec: ComponentSpec
+    component: Component | None  # None for script components
+    script: Path | None
+    params: dict[str, Any]
+    bindings: tuple[Binding, ...]
+
+    @property
+    def label(self) -> str:
+        return f"script:{self.script.name}" if self.script else self.spec.component
+
+    @property
+    def outputs(self) -> tuple[str, ...] | None:
+        return self.component.outputs if self.component else None
+
+
+@dataclass
+class CompiledStrategy:
+    strategy: Strategy
+    graph: nx.DiGraph
+    registry: Registry
+    workspace: Path
+    file: str = "<strategy>"
+    plans: dict[str, NodePlan] = field(default_factory=dict)
+
+    def order(self) -> list[str]:
+        """Node ids in a deterministic topological order."""
+        return list(nx.lexicographical_topological_sort(self.graph))
+
+
+def find_workspace(strategy_file: Path) -> Path:
+    """The nearest folder at or above the strategy's that has a ``components/`` folder, else the strategy's folder."""
+    start = strategy_file.resolve().parent
+    for folder in (start, *start.parents):
+        if (folder / "components").is_dir():
+            return folder
+    return start
+
+
+def resolve_in_workspace(workspace: Path, relative: str) -> Path | None:
+    """``relative`` resolved inside ``workspace``; None if it escapes it (``..``, absolute path or symlink)."""
+    root = workspace.resolve()
+    target = (root / relative).resolve()
+    return target if target == root or root in target.parents else None
+
+
+def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file: str = "<strategy>",
+                     registry: Registry | None = None) -> CompiledStrategy:
+    """Check ``strategy`` whole and build its graph; raise one CompileError listing every problem."""
+    workspace = (workspace or Path.cwd()).resolve()
+    errors: list[tuple[str, str]] = []
+    if registry is None:
+        folders = []
+        for i, folder in enumerate(strategy.components):
+            resolved = resolve_in_workspace(workspace, folder)
+            if resolved is None:
+                errors.append((f"components[{i}]", f"folder '{folder}' is outside the workspace {workspace}"))
+            elif not resolved.is_dir():
+                errors.append((f"components[{i}]", f"folder '{folder}' not found in {workspace}"))
+            else:
+                folders.append(resolved)
+        default = workspace / "components"
+        if default.is_dir() and default.resolve() not in folders:
+            folders.insert(0, default.resolve())
+        try:
+            registry = Registry.default(folders)
+        except CompileError as exc:
+            exc.file = exc.file or file
+            raise
+    graph = nx.DiGraph()
+    graph.add_node(CANDLES, kind="candles", label=strategy.data.path or f"sample:{strategy.data.sample}")
+    compiled = CompiledStrategy(strategy=strategy, graph=graph, registry=registry, workspace=workspace, file=file)
+
+    specs = [("indicator", f"indicators[{i}]", s) for i, s in enumerate(strategy.indicators)]
+    specs += [("signal", f"signals[{i}]", s) for i, s in enumerate(strategy.signals)]
+    kinds: dict[str, str] = {}
+    for kind, path, spec in specs:
+        if spec.name in RESERVED:
+            errors.append((f"{path}.name", f"'{spec.name}' is reserved; pick another name"))
+        elif spec.name in kinds:
+            errors.append((f"{path}.name", f"duplicate name '{spec.name}'"))
+        else:
+            kinds[spec.name] = kind
+    for kind, path, spec in specs:
+        plan = _plan_node(kind, path, spec, registry, workspace, errors)
+        if plan is not None and kinds.get(spec.name) == kind and spec.name not in graph:
+            compiled.plans[spec.name] = plan
+            graph.add_node(spec.name, kind=kind, plan=plan, yaml_path=path)
+    for name, plan in compiled.plans.items():
+        for i, binding in enumerate(plan.bindings):
+            where = _input_path(plan, i, binding)
+            problem = _check_binding(plan, binding, kinds, compiled.plans)
+            if problem:
+                errors.append((where, problem))
+                continue
+            edge = graph.get_edge_data(binding.source, name, default={"bindings": []})
+            graph.add_edge(binding.source, name, bindings=edge["bindings"] + [binding])
+    graph.add_node(EVALUATOR, kind="evaluator")
+    for name in compiled.plans:
+        if kinds[name] == "signal":
+            graph.add_edge(name, EVALUATOR, bindings=[Binding("signals", name)])
+    _check_rules(strategy, compiled.plans, kinds, errors)
+    if not errors:
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            names = [u for u, _ in cycle] + [cycle[0][0]]
+            first = graph.nodes[names[0]].get("yaml_path", names[0])
+            errors.append((first, f"cycle: {' -> '.join(names)}"))
+    if errors:
+        raise collected_error(errors, file=file)
+    return compiled
+
+
+def collected_error(errors: list[tuple[str, str]], *, file: str) -> CompileError:
+    path, message = errors[0]
+    if len(errors) > 1:
+        rest = "; ".join(f"{p}: {m}" for p, m in errors[1:4])
+        message += f" (and {len(errors) - 1} more: {rest}{'; ...' if len(errors) > 4 else ''})"
+    return CompileError(message, file=file, path=path)
+
+
+def _plan_node(kind, path, spec, registry, workspace, errors) -> NodePlan | None:
+    if spec.component == SCRIPT:
+        script = resolve_in_workspace(workspace, spec.path)
+        if script is None:
+            errors.append((f"{path}.path", f"script '{spec.path}' is outside the workspace {workspace}; "
+                                           f"component paths must stay inside it"))
+            return None
+        if not script.is_file():
+            errors.append((f"{path}.path", f"script '{spec.path}' not found in {workspace}"))
+            return None
+        if isinstance(spec.inputs, dict):
+            bindings = [_parse_ref(key, ref) for key, ref in spec.inputs.items()]
+        else:
+            bindings = [_parse_ref(ref, ref) for ref in spec.inputs]
+        return NodePlan(spec.name, kind, path, spec, None, script, dict(spec.params), tuple(bindings))
+    if spec.component not in registry:
+        same = registry.names(kind)
+        errors.append((f"{path}.component", f"unknown {kind} component '{spec.component}' "
+                                            f"(known: {', '.join(same)}; or component: script with a path)"))
+        return None
+    component = registry[spec.component]
+    if component.kind != kind:
+        errors.append((f"{path}.component", f"'{spec.component}' is a {component.kind}, not a {kind}"))
+        return None
+    try:
+        params = component.validate_params(spec.params)
+    except ValueError as exc:
+        for param, message in exc.args[0]:
+            errors.append((f"{path}.params.{param}", message))
+        return None
+    bindings = _bind_inputs(path, spec, component, errors)
+    if bindings is None:
+        return None
+    return NodePlan(spec.name, kind, path, spec, component, None, params, tuple(bindings))
+
+
+def _bind_inputs(path, spec, component, errors) -> list[Binding] | None:
+    given: dict[str, str] = {}
+    if isinstance(spec.inputs, dict):
+        for key, ref in spec.inputs.items():
+            if key not in component.inputs:
+                errors.append((f"{path}.inputs.{key}", f"{component.name} has no input '{key}' "
+                                                       f"(inputs: {', '.join(component.inputs)})"))
+                return None
+            given[key] = ref
+    else:
+        if len(spec.inputs) > len(component.inputs):
+            errors.append((f"{path}.inputs", f"{component.name} takes {len(component.inputs)} input(s) "
+                                             f"({', '.join(component.inputs)}), got {len(spec.inputs)}"))
+            return None
+        given = dict(zip(component.inputs, spec.inputs))
+    bindings = []
+    for name in component.inputs:
+        if name in given:
+            bindings.append(_parse_ref(name, given[name]))
+        elif name in CANDLE_COLUMNS:
+            bindings.append(Binding(name, CANDLES, name))
+        else:
+            errors.append((f"{path}.inputs", f"input '{name}' of {component.name} is not bound; "
+                                             f"list it in inputs (inputs: {', '.join(component.inputs)})"))
+            return None
+    return bindings
+
+
+def _parse_ref(name: str, ref: str) -> Binding:
+    if ref in CANDLE_COLUMNS:
+        return Binding(name, CANDLES, ref)
+    source, _, output = ref.partition(".")
+    return Binding(name, source, output or None)
+
+
+def _input_path(plan: NodePlan, i: int, binding: Binding) -> str:
+    if isinstance(plan.spec.inputs, dict):
+        return f"{plan.yaml_path}.inputs.{binding.name}"
+    if i < len(plan.spec.inputs):
+        return f"{plan.yaml_path}.inputs[{i}]"
+    return f"{plan.yaml_path}.inputs"
+
+
+def _check_binding(plan: NodePlan, binding: Binding, kinds: dict[str, str], plans: dict[str, NodePlan]) -> str | None:
+    if binding.source == CANDLES:
+        return None
+    if binding.source not in kinds:
+        return f"unknown indicator '{binding.ref}'"
+    if kinds[binding.source] == "signal":
+        return f"'{binding.source}' is a signal; inputs must be indicators or candle columns"
+    source = plans.get(binding.source)
+    if source is None:  # its own definition failed; that error is reported already
+        return None
+    outputs = source.outputs
+    if binding.output and outputs is None and source.component is not None:
+        return f"indicator '{binding.source}' has one output; write '{binding.source}', not '{binding.ref}'"
+    if binding.output and outputs and binding.output not in outputs:
+        return f"indicator '{binding.source}' has no output '{binding.output}' (outputs: {', '.join(outputs)})"
+    if not binding.output and outputs:
+        return (f"indicator '{binding.source}' has several outputs; name one, e.g. "
+                f"'{binding.source}.{outputs[0]}' (outputs: {', '.join(outputs)})")
+    return None
+
+
+def _check_rules(strategy: Strategy, plans: dict[str, NodePlan], kinds: dict[str, str], errors) -> None:
+    signal_plans = [p for p in plans.values() if p.kind == "signal"]
+    known_types: set[str] = set()
+    all_declared = True
+    for plan in signal_plans:
+        declared = plan.component.signal_types if plan.component else None
+        if declared is None:
+            all_declared = False
+        else:
+            known_types.update(declared)
+    for section in ("entry", "exit"):
+        for key in getattr(strategy.rules, section):
+            path = f"rules.{section}.{key}"
+            node, dot, signal_type = key.rpartition(".")
+            if dot:
+                if kinds.get(node) != "signal":
+                    errors.append((path, f"'{node}' is not a signal node (signals: "
+                                         f"{', '.join(p.name for p in signal_plans) or 'none'})"))
+                    continue
+                plan = plans.get(node)
+                declared = plan.component.signal_types if plan and plan.component else None
+                if declared is not None and signal_type not in declared:
+                    errors.append((path, f"signal '{node}' never emits '{signal_type}' "
+                                         f"(it emits: {', '.join(declared)})"))
+            elif all_declared and key not in known_types:
+                errors.append((path, f"no signal emits '{key}' (emitted: {', '.join(sorted(known_types)) or 'none'})"))
+    if not strategy.rules.entry:
+        errors.append(("rules.entry", "no entry rule: map a signal type to buy or sell"))

@@ -1,0 +1,25 @@
+"""Candle data: loading, validation and bundled samples."""
+
+from candleflow.data.loader import load_candles, validate_candles, write_candles
+from candleflow.data.sample import SAMPLES, generate_candles, sample_candles
+
+__all__ = ["SAMPLES", "generate_candles", "load_candles", "sample_candles", "validate_candles", "write_candles"]
+
+
+def load_source(source, *, workspace, file: str = "<strategy>"):
+    """Candles for a strategy's ``data`` section; relative paths are relative to ``workspace``."""
+    from pathlib import Path
+
+    from candleflow.errors import ConfigError
+
+    if source.sample is not None:
+        if source.sample not in SAMPLES:
+            raise ConfigError(f"unknown sample '{source.sample}' (samples: {', '.join(SAMPLES)})",
+                              file=file, path="data.sample")
+        from candleflow.data.loader import slice_candles
+
+        return slice_candles(sample_candles(source.sample), start=source.start, end=source.end, file=source.sample)
+    path = Path(source.path)
+    if not path.is_absolute():
+        path = Path(workspace) / path
+    return load_candles(path, format=source.format, start=source.start, end=source.end)

@@ -1,0 +1,158 @@
+"""Load candles from CSV or Parquet and check them.
+
+The result is always the same shape: a DataFrame indexed by a UTC
+``DatetimeIndex`` named ``time`` with float64 columns ``open, high, low, close,
+volume``.  Checks, each a :class:`~candleflow.errors.DataError` naming the file
+and the first offending row: required columns, parseable timestamps in one time
+zone, sorted unique timestamps, numeric OHLC without NaN, ``high >= low`` and
+open/close inside ``[low, high]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from candleflow.errors import DataError
+
+PRICE_COLUMNS = ["open", "high", "low", "close"]
+COLUMNS = PRICE_COLUMNS + ["volume"]
+TIME_COLUMNS = ("time", "timestamp", "datetime", "date")
+
+
+def load_candles(path: str | Path, *, format: str | None = None, start: str | None = None,
+                 end: str | None = None) -> pd.DataFrame:
+    """Read ``path`` (``.csv``, ``.csv.gz``, ``.parquet``) into checked candles."""
+    path = Path(path)
+    file = str(path)
+    if not path.exists():
+        raise DataError("data file not found", file=file)
+    kind = format or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
+    try:
+        raw = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError("data file is empty", file=file) from None
+    except Exception as exc:  # parser errors of every flavour: say what the reader said
+        raise DataError(f"cannot read {kind} file: {str(exc).splitlines()[0]}", file=file) from None
+    candles = validate_candles(raw, file=file)
+    return slice_candles(candles, start=start, end=end, file=file)
+
+
+def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame:
+    """Check and normalise a raw frame (time as a column or as the index)."""
+    frame = raw.copy()
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if isinstance(frame.index, pd.DatetimeIndex):
+        frame = frame.reset_index(names="time") if "time" not in frame.columns else frame.reset_index(drop=True)
+    time_col = next((c for c in TIME_COLUMNS if c in frame.columns), None)
+    missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
+    if time_col is None:
+        missing.insert(0, "time")
+    if missing:
+        raise DataError(f"missing column(s): {', '.join(missing)} (need time, open, high, low, close[, volume])",
+                        file=file)
+    if len(frame) == 0:
+        raise DataError("data file has no rows", file=file)
+    if "volume" not in frame.columns:
+        frame["volume"] = 0.0
+    index = _parse_times(frame[time_col], file=file)
+    values = {}
+    for column in COLUMNS:
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        bad = numeric.isna() & frame[column].notna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"column '{column}' has a non-numeric value {frame[column].iloc[row]!r}",
+                            file=file, path=_row(row))
+        values[column] = numeric.to_numpy(dtype="float64")
+    candles = pd.DataFrame(values, index=index)
+    _check_values(candles, file=file)
+    return candles
+
+
+def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
+    if column.isna().any():
+        raise DataError("missing timestamp", file=file, path=_row(int(np.flatnonzero(column.isna().to_numpy())[0])))
+    if pd.api.types.is_datetime64_any_dtype(column):
+        times = pd.DatetimeIndex(column)
+        times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
+    elif pd.api.types.is_numeric_dtype(column):
+        unit = "ms" if column.abs().max() > 1e11 else "s"
+        times = pd.DatetimeIndex(pd.to_datetime(column, unit=unit, utc=True))
+    else:
+        text = column.astype(str).str.strip()
+        zones = text.str.extract(r"(Z|[+-]\d\d:?\d\d)$")[0].fillna("naive")
+        zones = zones.replace({"Z": "+00:00", "+0000": "+00:00"})
+        if zones.nunique() > 1:
+            first, other = zones.iloc[0], zones[zones != zones.iloc[0]]
+            row = int(np.flatnonzero((zones != first).to_numpy())[0])
+            raise DataError(f"mixed time zones ({first} and {other.iloc[0]}); use one zone, preferably UTC",
+                            file=file, path=_row(row))
+        try:
+            times = pd.DatetimeIndex(pd.to_datetime(text, utc=True, format="ISO8601"))
+        except (ValueError, TypeError):
+            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+            row = int(np.flatnonzero(parsed.isna().to_numpy())[0]) if parsed.isna().any() else 0
+            raise DataError(f"unparseable timestamp {text.iloc[row]!r}", file=file, path=_row(row)) from None
+    times = times.as_unit("ns")
+    diffs = np.diff(times.asi8)
+    if (diffs == 0).any():
+        row = int(np.flatnonzero(diffs == 0)[0]) + 1
+        raise DataError(f"duplicate timestamp {times[row].isoformat()}", file=file, path=_row(row))
+    if (diffs < 0).any():
+        row = int(np.flatnonzero(diffs < 0)[0]) + 1
+        raise DataError(f"timestamps not sorted: {times[row].isoformat()} comes after {times[row - 1].isoformat()}",
+                        file=file, path=_row(row))
+    return pd.DatetimeIndex(times, name="time")
+
+
+def _check_values(candles: pd.DataFrame, *, file: str) -> None:
+    for column in PRICE_COLUMNS:
+        nan = np.isnan(candles[column].to_numpy())
+        if nan.any():
+            raise DataError(f"column '{column}' has NaN", file=file, path=_row(int(np.flatnonzero(nan)[0])))
+    o, h, l, c = (candles[col].to_numpy() for col in PRICE_COLUMNS)
+    checks = [
+        (h < l, "high < low"),
+        ((o > h) | (o < l), "open outside [low, high]"),
+        ((c > h) | (c < l), "close outside [low, high]"),
+        (~np.isfinite(candles.to_numpy()).all(axis=1), "infinite value"),
+        ((o <= 0) | (l <= 0), "non-positive price"),
+    ]
+    for bad, what in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(what, file=file, path=_row(row))
+
+
+def slice_candles(candles: pd.DataFrame, *, start: str | None, end: str | None, file: str) -> pd.DataFrame:
+    """Keep candles with ``start <= time < end`` (either bound optional)."""
+    if start is None and end is None:
+        return candles
+    lo = pd.Timestamp(start, tz="UTC") if start else None
+    hi = pd.Timestamp(end, tz="UTC") if end else None
+    kept = candles.loc[(candles.index >= lo if lo is not None else True) & (candles.index < hi if hi is not None else True)]
+    if kept.empty:
+        raise DataError(f"no candles between {start} and {end}", file=file)
+    return kept
+
+
+def _row(position: int) -> str:
+    """Data rows are numbered as a spreadsheet shows them: header is line 1."""
+    return f"row {position + 2}"
+
+
+def write_candles(candles: pd.DataFrame, path: str | Path) -> None:
+    """Write candles as CSV (ISO-8601 UTC times) or Parquet, atomically."""
+    from candleflow._atomic import atomic_path
+
+    path = Path(path)
+    out = candles.reset_index()
+    with atomic_path(path) as tmp:
+        if path.suffix in (".parquet", ".pq"):
+            out.to_parquet(tmp, index=False)
+        else:
+            out["time"] = out["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+            out.to_csv(tmp, index=False, float_format="%.10g")

@@ -1,0 +1,108 @@
+"""Run one indicator or signal node over the whole candle series.
+
+A node is computed once per run, as a whole causal series (never one Dask
+task per candle):
+
+* vectorized components get their input series and return a series;
+* incremental components are stepped once per candle over numpy arrays;
+* script components go to the warm worker pool
+  (:mod:`candleflow.components.script`), one candle at a time as the seed's
+  protocol requires.
+
+Outputs are checked here (length, index, numeric dtype, multi-output columns)
+so a faulty component fails at its own node with its own name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from candleflow.dag.compiler import CANDLES, Binding, NodePlan
+from candleflow.errors import CandleflowError, ComponentError
+from candleflow.nodes.outputs import as_signal_frame
+
+
+def resolve_input(binding: Binding, candles: pd.DataFrame, upstream: dict[str, Any]) -> pd.Series:
+    """The series a binding points at: a candle column, or an (output of an) upstream node."""
+    if binding.source == CANDLES:
+        return candles[binding.output]
+    value = upstream[binding.source]
+    return value[binding.output] if binding.output else value
+
+
+def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
+             symbol: str, timeframe: str, progress: Callable[[int], None] | None = None,
+             script_options: dict | None = None) -> pd.Series | pd.DataFrame:
+    """Compute ``plan`` on ``candles`` given its upstream nodes' outputs."""
+    inputs = {b.name: resolve_input(b, candles, upstream) for b in plan.bindings}
+    if plan.script is not None:
+        from candleflow.components.script import run_script_component
+
+        options = dict(script_options or {})
+        if plan.spec.timeout is not None:
+            options["timeout"] = plan.spec.timeout
+        return run_script_component(
+            plan.script, kind=plan.kind, name=plan.name, candles=candles, symbol=symbol, timeframe=timeframe,
+            inputs=inputs or None, lookback=plan.spec.lookback, params=plan.params, progress=progress, **options)
+    component = plan.component
+    try:
+        if component.mode == "incremental":
+            raw = _run_incremental(component.target, plan.params, [inputs[n] for n in component.inputs], candles.index)
+        else:
+            raw = component.target(*(inputs[n] for n in component.inputs), **plan.params)
+    except CandleflowError:
+        raise
+    except Exception as exc:
+        raise ComponentError(f"{type(exc).__name__}: {exc}", component=plan.name) from exc
+    if plan.kind == "signal":
+        return as_signal_frame(raw, len(candles), component=plan.name)
+    return check_indicator_output(raw, plan, candles.index)
+
+
+def _run_incremental(cls, params: dict, series: list[pd.Series], index: pd.Index) -> pd.Series | pd.DataFrame:
+    """Step a fresh instance once per candle; state lives in the instance."""
+    stepper = cls(**params).update
+    columns = [s.to_numpy(dtype="float64").tolist() for s in series]
+    values = [stepper(*row) for row in zip(*columns)]
+    if values and isinstance(values[0], tuple):
+        outputs = getattr(cls, "__candleflow_component__", {}).get("outputs")
+        return pd.DataFrame(values, index=index, columns=list(outputs), dtype="float64")
+    return pd.Series(values, index=index, dtype="float64")
+
+
+def check_indicator_output(raw: Any, plan: NodePlan, index: pd.Index) -> pd.Series | pd.DataFrame:
+    """Coerce an indicator's return value to float64 aligned with the candles, or fail clearly."""
+    outputs = plan.outputs
+    if outputs:
+        if not isinstance(raw, pd.DataFrame):
+            raise ComponentError(f"must return a DataFrame with columns {', '.join(outputs)}, "
+                                 f"not {type(raw).__name__}", component=plan.name)
+        missing = [c for c in outputs if c not in raw.columns]
+        if missing:
+            raise ComponentError(f"output lacks column(s) {', '.join(missing)}", component=plan.name)
+        value = raw[list(outputs)]
+    else:
+        if isinstance(raw, np.ndarray) and raw.ndim == 1:
+            raw = pd.Series(raw, index=index) if len(raw) == len(index) else raw
+        if not isinstance(raw, pd.Series):
+            raise ComponentError(f"must return a pandas Series, not {type(raw).__name__}", component=plan.name)
+        value = raw
+    if len(value) != len(index):
+        raise ComponentError(f"returned {len(value)} values for {len(index)} candles", component=plan.name)
+    if not value.index.equals(index):
+        raise ComponentError("output index differs from the candles' index (keep the input index)",
+                             component=plan.name)
+    try:
+        value = value.astype("float64")
+    except (TypeError, ValueError) as exc:
+        raise ComponentError(f"output is not numeric: {exc}", component=plan.name) from None
+    if np.isinf(value.to_numpy()).any():
+        bad = int(np.flatnonzero(np.isinf(value.to_numpy()).reshape(len(index), -1).any(axis=1))[0])
+        raise ComponentError("output is infinite", component=plan.name, candle=bad)
+    return value
+
+
+__all__ = ["check_indicator_output", "resolve_input", "run_node"]
