@@ -118,6 +118,34 @@ def run(
 
 
 @app.command()
+def render(
+    strategy: Path = typer.Argument(..., help="Strategy YAML file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file: .svg, .png or .dot."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
+    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+) -> None:
+    """Draw the compiled strategy graph with graphviz."""
+    from candleflow.backtest import prepare
+    from candleflow.visualize import render_graph
+
+    compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace)
+    render_graph(compiled, output)
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., help="Results folder written by `candleflow run --out`."),
+    output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
+) -> None:
+    """Write a self-contained HTML report of a finished run."""
+    from candleflow.visualize import write_report
+
+    write_report(results, output)
+    typer.echo(f"wrote {output}")
+
+
+@app.command()
 def sample(
     name: str = typer.Argument("eurusd_1h", help="Sample name."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write it (.csv or .parquet)."),
