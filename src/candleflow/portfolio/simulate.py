@@ -1,0 +1,245 @@
+"""The portfolio simulation: one symbol, at most one position, an event loop over bars.
+
+Algorithm: a single pass over the candles (plain Python over lists taken from the
+numpy arrays; no pandas per candle).  The state is a :class:`_Book` holding cash,
+the open position (side, size, entry fill, commission paid, absolute stop-loss and
+take-profit levels) and the log of finished trades.  At each bar the loop fills
+the orders due at that bar, checks the stops, and records cash and the signed
+position at the close; the equity curve is ``cash + position * close`` afterwards.
+
+How orders fill
+---------------
+* **Timing.** Actions are decided on a bar's close.  With ``fill: next_open``
+  (default) an action of bar *i* fills at bar *i+1*'s open; actions on the last
+  bar never fill.  With ``fill: close`` it fills at bar *i*'s close.
+* **Order at a fill point.** Exits first, then entries.  ``buy`` while short
+  closes the short and opens a long (exit reason ``reversal``); ``sell`` while
+  long closes the long and opens a short if ``risk.allow_short``, otherwise it only
+  closes the long (exit reason ``signal``).  An entry in the direction already
+  held is ignored (one position per symbol); ``sell`` while flat with
+  ``allow_short: false`` is ignored.  Because exits go first, a bar with
+  ``close`` and ``buy`` while long closes the long and opens a new one.
+* **Prices and costs.** Buys fill at ``price + spread/2 + slippage``, sells at
+  ``price - spread/2 - slippage`` (both in price units).  Each side pays
+  ``commission x size x fill price``, taken from cash.
+* **Sizing.** ``fraction``: ``size = value x equity / (fill x (1 + commission))``,
+  where equity is the cash after closing any reversed position, so ``value: 1``
+  never drives cash negative.  ``fixed``: ``size = value`` units (margin is not
+  modelled: cash may go negative).  ``whole_units: true`` floors the size; a
+  trade whose size is not positive is skipped.
+* **Stops.** Stop-loss and take-profit are fractions of the entry fill price:
+  long SL at ``entry x (1 - stop_loss)``, TP at ``entry x (1 + take_profit)``;
+  mirrored for shorts.  They are checked on every bar the position is held from
+  the fill onwards: for ``next_open`` fills the fill bar itself counts, for
+  ``close`` fills checking starts at the next bar.  Each bar is read as open first,
+  then the rest of the bar: an open at or beyond a level fills at the open (a gap);
+  otherwise a low/high touching a level fills at the level.  If both levels are
+  touched after the open, the stop-loss wins (conservative).  Stop exits are sells
+  (or buys) like any other and pay spread, slippage and commission.  With
+  ``next_open`` fills, orders due at a bar's open are filled before that bar's
+  stops are checked.
+* **End of data.** A position still open after the last bar stays open, as in
+  backtesting.py: the equity curve marks it at the last close, and it is reported
+  as a trade with ``exit_reason="open"`` whose exit price is the last close and
+  whose P&L carries the entry commission only (no exit costs).
+
+Equity is ``cash + signed position x close`` at every bar.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from candleflow.config.models import Execution, Risk, Sizing
+from candleflow.portfolio.metrics import compute_metrics
+from candleflow.portfolio.rules import CLOSE_LONG, CLOSE_SHORT, Actions
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+TRADE_COLUMNS = ["side", "size", "entry_bar", "entry_time", "entry_price", "exit_bar", "exit_time",
+                 "exit_price", "pnl", "return_pct", "commission", "exit_reason"]
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """The result of :func:`simulate`.
+
+    ``trades``: one row per trade (columns ``TRADE_COLUMNS``; ``pnl`` is net of both
+    commissions, ``return_pct`` is ``pnl / (size x entry_price)`` as a fraction, like
+    backtesting.py's ``ReturnPct``; ``commission`` is both sides' total).
+    ``equity``: cash + marked position at each close, indexed by candle time.
+    ``position``: signed size held at each bar's close.  ``metrics``: see
+    :func:`candleflow.portfolio.metrics.compute_metrics`.
+    """
+
+    trades: pd.DataFrame
+    equity: pd.Series
+    position: np.ndarray
+    metrics: dict[str, float]
+
+
+class _Book:
+    """Cash, the open position and the finished trades; filled by the event loop."""
+
+    __slots__ = ("cash", "side", "size", "entry_bar", "entry_price", "entry_commission", "stop", "target",
+                 "trades", "_cost", "_commission", "_sizing", "_risk")
+
+    def __init__(self, cash: float, execution: Execution, sizing: Sizing, risk: Risk) -> None:
+        self.cash = cash
+        self.side = 0  # +1 long, -1 short, 0 flat
+        self.size = 0.0  # units held, > 0 while side != 0
+        self.entry_bar = -1
+        self.entry_price = math.nan
+        self.entry_commission = 0.0
+        self.stop = math.nan  # absolute stop-loss level (+-inf when none)
+        self.target = math.nan  # absolute take-profit level (+-inf when none)
+        self.trades: list[tuple] = []
+        self._cost = execution.spread / 2 + execution.slippage
+        self._commission = execution.commission
+        self._sizing = sizing
+        self._risk = risk
+
+    def act(self, entry: int, exit_flags: int, bar: int, price: float) -> None:
+        """Apply one bar's actions at ``price``: exits first, then the entry."""
+        if self.side and exit_flags & (CLOSE_LONG if self.side > 0 else CLOSE_SHORT):
+            self.close(bar, price, "signal")
+        if entry and entry != self.side:
+            opens = entry > 0 or self._risk.allow_short
+            if self.side:
+                self.close(bar, price, "reversal" if opens else "signal")
+            if opens:
+                self.open(entry, bar, price)
+
+    def open(self, side: int, bar: int, price: float) -> None:
+        """Open a position of ``side`` while flat; skipped if the size is not positive."""
+        fill = price + side * self._cost
+        sizing = self._sizing
+        if sizing.method == "fraction":  # flat here, so equity == cash
+            size = sizing.value * self.cash / (fill * (1 + self._commission))
+        else:
+            size = sizing.value
+        if sizing.whole_units:
+            size = math.floor(size)
+        if not size > 0:
+            return
+        commission = size * fill * self._commission
+        self.cash -= side * size * fill + commission
+        self.side, self.size = side, size
+        self.entry_bar, self.entry_price, self.entry_commission = bar, fill, commission
+        stop_loss, take_profit = self._risk.stop_loss, self._risk.take_profit
+        self.stop = fill * (1 - side * stop_loss) if stop_loss is not None else -side * math.inf
+        self.target = fill * (1 + side * take_profit) if take_profit is not None else side * math.inf
+
+    def close(self, bar: int, price: float, reason: str) -> None:
+        """Close the open position at ``price`` (before costs) and log the trade."""
+        side, size = self.side, self.size
+        fill = price - side * self._cost
+        commission = size * fill * self._commission
+        self.cash += side * size * fill - commission
+        self._log(bar, fill, commission, reason)
+        self.side, self.size = 0, 0.0
+
+    def log_open_trade(self, bar: int, price: float) -> None:
+        """Report the still-open position marked at ``price``, without exit costs."""
+        self._log(bar, price, 0.0, "open")
+
+    def _log(self, bar: int, exit_price: float, exit_commission: float, reason: str) -> None:
+        side, size = self.side, self.size
+        commission = self.entry_commission + exit_commission
+        pnl = side * size * (exit_price - self.entry_price) - commission
+        self.trades.append(("long" if side > 0 else "short", size, self.entry_bar, self.entry_price, bar,
+                            exit_price, pnl, pnl / (size * self.entry_price), commission, reason))
+
+
+def simulate(
+    candles: pd.DataFrame,
+    actions: Actions,
+    *,
+    execution: Execution,
+    sizing: Sizing,
+    risk: Risk,
+    initial_cash: float,
+) -> Simulation:
+    """Run the event loop described in the module docstring over ``candles``.
+
+    ``candles`` is indexed by a UTC ``DatetimeIndex`` and has float columns
+    open/high/low/close; ``actions`` has one entry and one exit value per candle.
+    """
+    n = len(candles)
+    if len(actions.entry) != n or len(actions.exit) != n:
+        raise ValueError(f"actions cover {len(actions.entry)}/{len(actions.exit)} bars, candles {n}")
+    opens, highs, lows, closes = (candles[c].to_numpy(dtype=np.float64).tolist() for c in PRICE_COLUMNS)
+    entries = actions.entry.tolist()
+    exits = actions.exit.tolist()
+    book = _Book(float(initial_cash), execution, sizing, risk)
+    has_stops = risk.stop_loss is not None or risk.take_profit is not None
+    next_open = execution.fill == "next_open"
+    cash_at = [0.0] * n
+    position_at = [0.0] * n
+
+    for bar in range(n):
+        if next_open and bar and (entries[bar - 1] or exits[bar - 1]):
+            book.act(entries[bar - 1], exits[bar - 1], bar, opens[bar])
+        if has_stops and book.side:
+            price, reason = _stop_exit(book.side, book.stop, book.target, opens[bar], highs[bar], lows[bar])
+            if reason:
+                book.close(bar, price, reason)
+        if not next_open and (entries[bar] or exits[bar]):
+            book.act(entries[bar], exits[bar], bar, closes[bar])
+        cash_at[bar] = book.cash
+        position_at[bar] = book.side * book.size
+
+    if book.side:
+        book.log_open_trade(n - 1, closes[-1])
+    position = np.array(position_at, dtype=np.float64)
+    equity = pd.Series(np.array(cash_at) + position * np.array(closes), index=candles.index,
+                       name="equity", dtype=np.float64)
+    trades = _trades_frame(book.trades, candles.index)
+    metrics = compute_metrics(equity, trades, position, initial_cash=initial_cash)
+    return Simulation(trades=trades, equity=equity, position=position, metrics=metrics)
+
+
+def _stop_exit(side: int, stop: float, target: float, open_: float, high: float, low: float
+               ) -> tuple[float, str | None]:
+    """The (price, reason) at which a bar hits the stop-loss or take-profit, or (nan, None).
+
+    The open is checked first (a gap fills at the open); within the bar the stop-loss
+    wins if both levels are touched.
+    """
+    if side > 0:
+        if open_ <= stop:
+            return open_, "stop_loss"
+        if open_ >= target:
+            return open_, "take_profit"
+        if low <= stop:
+            return stop, "stop_loss"
+        if high >= target:
+            return target, "take_profit"
+    else:
+        if open_ >= stop:
+            return open_, "stop_loss"
+        if open_ <= target:
+            return open_, "take_profit"
+        if high >= stop:
+            return stop, "stop_loss"
+        if low <= target:
+            return target, "take_profit"
+    return math.nan, None
+
+
+_LOGGED = ("side", "size", "entry_bar", "entry_price", "exit_bar", "exit_price", "pnl", "return_pct",
+           "commission", "exit_reason")  # the order of _Book.trades tuples
+
+
+def _trades_frame(rows: list[tuple], index: pd.DatetimeIndex) -> pd.DataFrame:
+    """The trade log as a DataFrame with TRADE_COLUMNS (typed even when empty)."""
+    logged = dict(zip(_LOGGED, zip(*rows))) if rows else dict.fromkeys(_LOGGED, ())
+    frame = pd.DataFrame({name: pd.Series(values, dtype=object) if name in ("side", "exit_reason")
+                          else np.array(values, dtype=np.int64 if name.endswith("_bar") else np.float64)
+                          for name, values in logged.items()})
+    frame["entry_time"] = index[frame["entry_bar"].to_numpy()]
+    frame["exit_time"] = index[frame["exit_bar"].to_numpy()]
+    return frame[TRADE_COLUMNS]
