@@ -43,7 +43,7 @@ class NodeStats:
     kind: str
     key: str
     cache: Literal["hit", "miss", "off"] = "miss"
-    status: Literal["ok", "failed", "skipped"] = "skipped"
+    status: Literal["ok", "failed", "skipped", "replayed"] = "skipped"
     seconds: float = 0.0
     signals: int | None = None
     error: str | None = None
