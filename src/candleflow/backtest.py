@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -65,14 +65,14 @@ class BacktestResult:
 
 
 def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = None,
-            workspace: str | Path | None = None) -> tuple[CompiledStrategy, str]:
+            workspace: str | Path | None = None, component_dirs: Sequence[Path] = ()) -> tuple[CompiledStrategy, str]:
     """Load, validate and compile a strategy file; returns the compiled graph and the rendered text."""
     from candleflow.config.loader import render_template
 
     path = Path(strategy_file)
     strategy = load_strategy(path, variables=variables)
     root = Path(workspace) if workspace else find_workspace(path)
-    compiled = compile_strategy(strategy, workspace=root, file=str(path))
+    compiled = compile_strategy(strategy, workspace=root, file=str(path), component_dirs=component_dirs)
     text = render_template(path.read_text(encoding="utf-8"), variables or {}, file=str(path))
     return compiled, text
 

@@ -37,7 +37,12 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--set expects NAME=VALUE, got '{item}'")
-        out[key.strip()] = yaml.safe_load(value) if value else ""
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"--set {key.strip()}: value {value!r} is not valid YAML ({problem}); "
+                              f"quote it, e.g. --set '{key.strip()}=\"{value}\"'") from None
     return out
 
 
@@ -46,11 +51,14 @@ def validate(
     strategy: Path = typer.Argument(..., help="Strategy YAML file."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
     workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+    components: Optional[list[Path]] = typer.Option(None, "--components",
+                                                    help="Extra folder of @indicator/@signal components (repeatable)."),
 ) -> None:
     """Check a strategy (schema, components, params, graph) without running it."""
     from candleflow.backtest import prepare
 
-    compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace)
+    compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
+                          component_dirs=components or ())
     graph = compiled.graph
     kinds = [graph.nodes[n]["kind"] for n in graph]
     typer.echo(f"{strategy}: ok ({kinds.count('indicator')} indicators, {kinds.count('signal')} signals, "
@@ -64,6 +72,8 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="Write result files into this folder."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
     workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+    components: Optional[list[Path]] = typer.Option(None, "--components",
+                                                    help="Extra folder of @indicator/@signal components (repeatable)."),
     cache_dir: Path = typer.Option(Path(".candleflow/cache"), "--cache-dir", help="On-disk node cache."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every node; read and write no cache."),
     scheduler: str = typer.Option("threads", help="Dask scheduler: threads or sync."),
@@ -87,7 +97,8 @@ def run(
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    compiled, text = prepare(strategy, variables=parse_assignments(set_), workspace=workspace)
+    compiled, text = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
+                             component_dirs=components or ())
     candles = load_data(compiled, data)
     cache = None if no_cache else NodeCache(cache_dir)
     script_options = {"timeout": timeout, "workers": workers, "verbose": verbose}
@@ -123,12 +134,15 @@ def render(
     output: Path = typer.Option(..., "-o", "--output", help="Output file: .svg, .png or .dot."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
     workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+    components: Optional[list[Path]] = typer.Option(None, "--components",
+                                                    help="Extra folder of @indicator/@signal components (repeatable)."),
 ) -> None:
     """Draw the compiled strategy graph with graphviz."""
     from candleflow.backtest import prepare
     from candleflow.visualize import render_graph
 
-    compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace)
+    compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
+                          component_dirs=components or ())
     render_graph(compiled, output)
     typer.echo(f"wrote {output}")
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import networkx as nx
 
@@ -114,8 +114,12 @@ def resolve_in_workspace(workspace: Path, relative: str) -> Path | None:
 
 
 def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file: str = "<strategy>",
-                     registry: Registry | None = None) -> CompiledStrategy:
-    """Check ``strategy`` whole and build its graph; raise one CompileError listing every problem."""
+                     registry: Registry | None = None, component_dirs: Sequence[Path] = ()) -> CompiledStrategy:
+    """Check ``strategy`` whole and build its graph; raise one CompileError listing every problem.
+
+    Components come from the built-ins, the workspace's ``components/`` folder,
+    the strategy's ``components:`` folders and ``component_dirs`` (``--components``).
+    """
     workspace = (workspace or Path.cwd()).resolve()
     errors: list[tuple[str, str]] = []
     if registry is None:
@@ -131,6 +135,11 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
         default = workspace / "components"
         if default.is_dir() and default.resolve() not in folders:
             folders.insert(0, default.resolve())
+        for folder in component_dirs:
+            if not Path(folder).is_dir():
+                errors.append(("--components", f"folder '{folder}' not found"))
+            elif Path(folder).resolve() not in folders:
+                folders.append(Path(folder).resolve())
         try:
             registry = Registry.default(folders)
         except CompileError as exc:
