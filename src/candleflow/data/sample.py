@@ -69,7 +69,7 @@ def generate_candles(
 
 def _fx_open(hours: pd.DatetimeIndex) -> np.ndarray:
     """True for hours when the FX market trades (Sunday 22:00 to Friday 22:00 UTC)."""
-    day, hour = hours.dayofweek.to_numpy(), hours.hour.to_numpy()
+    day, hour = hours.day_of_week.to_numpy(), hours.hour.to_numpy()
     closed = (day == 5) | ((day == 4) & (hour >= 22)) | ((day == 6) & (hour < 22))
     return ~closed
 
