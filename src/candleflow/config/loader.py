@@ -7,6 +7,7 @@ template line for rendering errors.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,8 +49,12 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
     except jinja2.UndefinedError as exc:
         line = _template_line(exc)
         where = f"line {line}" if line else None
-        raise ConfigError(f"template variable {exc.message}; pass it with --set NAME=VALUE or in the sweep grid",
-                          file=file, path=where) from None
+        if str(exc.message).endswith("is undefined"):
+            raise ConfigError(f"template variable {exc.message}; pass it with --set NAME=VALUE or in the sweep grid",
+                              file=file, path=where) from None
+        raise ConfigError(f"template error: {exc.message}", file=file, path=where) from None
+    except jinja2.TemplateError as exc:  # e.g. a filter or test failing at render time
+        raise ConfigError(f"template error: {exc}", file=file) from None
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -66,7 +71,10 @@ def _template_line(exc: BaseException) -> int | None:
 def parse_strategy(text: str, *, file: str = "<strategy>") -> Strategy:
     """Parse YAML text and validate it into a :class:`Strategy`."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass: builds no Python objects
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"duplicate key '{exc.key}' (first at line {exc.first_line})", file=file,
+                          path=f"line {exc.line}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -82,9 +90,35 @@ def parse_strategy(text: str, *, file: str = "<strategy>") -> Strategy:
         raise validation_error(exc, file=file) from None
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *anchor' keys may be overridden
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(key, line, seen[key])
+                    seen[key] = line
+                except TypeError:  # unhashable key: the base class reports it
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def validation_error(exc: ValidationError, *, file: str) -> ConfigError:
     """Turn a pydantic error into one ConfigError: the first problem, plus a count of the rest."""
-    problems = [(format_loc(err["loc"]), _message(err)) for err in exc.errors()]
+    problems = [(format_loc(err["loc"]), _message(err)) for err in _merge_union_branches(exc.errors())]
     path, message = problems[0]
     if len(problems) > 1:
         others = "; ".join(f"{p}: {m}" for p, m in problems[1:4])
@@ -93,17 +127,60 @@ def validation_error(exc: ValidationError, *, file: str) -> ConfigError:
     return ConfigError(message, file=file, path=path or None)
 
 
+_TAG = re.compile(r"^(str|int|float|bool|none|[a-z][a-z-]*\[.*\])$")
+
+
+def _is_tag(part: Any) -> bool:
+    """pydantic's union-member / validator tags in an error location (``list[str]``, ``function-after[...]``)."""
+    return isinstance(part, str) and bool(_TAG.match(part))
+
+
 def format_loc(loc: tuple) -> str:
     """``('signals', 0, 'inputs', 1)`` -> ``signals[0].inputs[1]``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-after", "function-before", "literal[", "list[", "dict[", "str", "int")):
+        elif _is_tag(part):
             continue  # pydantic union/validator tags, not YAML keys
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def _merge_union_branches(errors: list[dict]) -> list[dict]:
+    """pydantic reports a failed union (``list[str] | dict[str, str]``) once per member.
+
+    Keep the member that got furthest (an error inside the value), or, when every
+    member rejected the value's type, one error: "Input should be a valid list or
+    a valid dictionary".
+    """
+    out: list[Any] = []
+    groups: dict[tuple, list[tuple[int, dict]]] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        tag = next((i for i, part in enumerate(loc) if _is_tag(part) and not str(part).startswith("function-")), None)
+        if tag is None:
+            out.append(err)
+            continue
+        if loc[:tag] not in groups:
+            groups[loc[:tag]] = []
+            out.append(loc[:tag])
+        groups[loc[:tag]].append((tag, err))
+    merged: list[dict] = []
+    for item in out:
+        if isinstance(item, dict):
+            merged.append(item)
+            continue
+        members = groups[item]
+        deeper = [err for tag, err in members if len(err["loc"]) > tag + 1]
+        if deeper:
+            merged.extend(deeper)
+            continue
+        messages = list(dict.fromkeys(err["msg"] for _, err in members))
+        text = messages[0] + "".join(" or " + m.removeprefix("Input should be ") for m in messages[1:])
+        merged.append({**members[0][1], "loc": item, "msg": text, "type": "union_type"})
+    return merged
 
 
 def _message(err: dict) -> str:
@@ -112,6 +189,8 @@ def _message(err: dict) -> str:
         return "unknown key (check the spelling; see README for the schema)"
     if kind == "missing":
         return "required field missing"
+    if kind == "model_type":  # "Input should be a valid dictionary or instance of DataSource"
+        return f"expected a mapping (key: value pairs), got {err['input']!r}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
