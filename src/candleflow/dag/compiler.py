@@ -152,13 +152,15 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
     specs = [("indicator", f"indicators[{i}]", s) for i, s in enumerate(strategy.indicators)]
     specs += [("signal", f"signals[{i}]", s) for i, s in enumerate(strategy.signals)]
     kinds: dict[str, str] = {}
+    first_paths: dict[str, str] = {}
     for kind, path, spec in specs:
         if spec.name in RESERVED:
             errors.append((f"{path}.name", f"'{spec.name}' is reserved; pick another name"))
         elif spec.name in kinds:
-            errors.append((f"{path}.name", f"duplicate name '{spec.name}'"))
+            errors.append((f"{path}.name", f"duplicate name '{spec.name}' (already used by {first_paths[spec.name]})"))
         else:
             kinds[spec.name] = kind
+            first_paths[spec.name] = path
     for kind, path, spec in specs:
         plan = _plan_node(kind, path, spec, registry, workspace, errors)
         if plan is not None and kinds.get(spec.name) == kind and spec.name not in graph:
@@ -186,7 +188,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
         if cycle:
             names = [u for u, _ in cycle] + [cycle[0][0]]
             first = graph.nodes[names[0]].get("yaml_path", names[0])
-            errors.append((first, f"cycle: {' -> '.join(names)}"))
+            errors.append((f"{first}.inputs", f"inputs form a cycle: {' -> '.join(names)}"))
     if errors:
         raise collected_error(errors, file=file)
     return compiled
@@ -222,7 +224,9 @@ def _plan_node(kind, path, spec, registry, workspace, errors) -> NodePlan | None
         return None
     component = registry[spec.component]
     if component.kind != kind:
-        errors.append((f"{path}.component", f"'{spec.component}' is a {component.kind}, not a {kind}"))
+        errors.append((f"{path}.component", f"'{spec.component}' is a {component.kind} component, not "
+                                            f"{'an' if kind == 'indicator' else 'a'} {kind}; list it under "
+                                            f"{component.kind}s"))
         return None
     try:
         params = component.validate_params(spec.params)
