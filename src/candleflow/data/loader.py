@@ -10,10 +10,12 @@ open/close inside ``[low, high]``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime
 
 from candleflow.errors import DataError
 
@@ -34,6 +36,13 @@ def load_candles(path: str | Path, *, format: str | None = None, start: str | No
         raw = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise DataError("data file is empty", file=file) from None
+    except pd.errors.ParserError as exc:
+        fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if fields:
+            expected, line, saw = fields.groups()
+            raise DataError(f"expected {expected} fields (as in the header), saw {saw}", file=file,
+                            path=f"row {line}") from None
+        raise DataError(f"cannot read {kind} file: {str(exc).splitlines()[0]}", file=file) from None
     except Exception as exc:  # parser errors of every flavour: say what the reader said
         raise DataError(f"cannot read {kind} file: {str(exc).splitlines()[0]}", file=file) from None
     candles = validate_candles(raw, file=file)
@@ -44,6 +53,9 @@ def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame
     """Check and normalise a raw frame (time as a column or as the index)."""
     frame = raw.copy()
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:
+        raise DataError(f"duplicate column(s): {', '.join(repeated)} (column names are case-insensitive)", file=file)
     if isinstance(frame.index, pd.DatetimeIndex):
         frame = frame.reset_index(names="time") if "time" not in frame.columns else frame.reset_index(drop=True)
     time_col = next((c for c in TIME_COLUMNS if c in frame.columns), None)
@@ -78,29 +90,36 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
     if pd.api.types.is_datetime64_any_dtype(column):
         times = pd.DatetimeIndex(column)
         times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
-    elif pd.api.types.is_numeric_dtype(column):
+    elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         unit = "ms" if column.abs().max() > 1e11 else "s"
-        times = pd.DatetimeIndex(pd.to_datetime(column, unit=unit, utc=True))
+        try:
+            times = pd.DatetimeIndex(pd.to_datetime(column, unit=unit, utc=True))
+        except (ValueError, OverflowError, OutOfBoundsDatetime):
+            row = int(np.argmax(column.abs().to_numpy()))
+            unit_name = "milliseconds" if unit == "ms" else "seconds"
+            raise DataError(f"timestamp {column.iloc[row]!r} is out of range for epoch {unit_name}", file=file,
+                            path=_row(row)) from None
     else:
         text = column.astype(str).str.strip()
-        zones = text.str.extract(r"(Z|[+-]\d\d:?\d\d)$")[0].fillna("naive")
-        zones = zones.replace({"Z": "+00:00", "+0000": "+00:00"})
-        if zones.nunique() > 1:
-            first, other = zones.iloc[0], zones[zones != zones.iloc[0]]
-            row = int(np.flatnonzero((zones != first).to_numpy())[0])
-            raise DataError(f"mixed time zones ({first} and {other.iloc[0]}); use one zone, preferably UTC",
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+        if parsed.isna().any():
+            row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+            raise DataError(f"timestamp {text.iloc[row]!r} is not an ISO-8601 time (e.g. 2023-01-02T00:00:00Z)",
                             file=file, path=_row(row))
-        try:
-            times = pd.DatetimeIndex(pd.to_datetime(text, utc=True, format="ISO8601"))
-        except (ValueError, TypeError):
-            parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
-            row = int(np.flatnonzero(parsed.isna().to_numpy())[0]) if parsed.isna().any() else 0
-            raise DataError(f"unparseable timestamp {text.iloc[row]!r}", file=file, path=_row(row)) from None
+        zones = text.str.extract(r"(Z|[+-]\d\d:?\d\d)$")[0].fillna("no zone")
+        zones = zones.str.replace(r"^([+-]\d\d)(\d\d)$", r"\1:\2", regex=True).replace({"Z": "+00:00"})
+        if zones.nunique() > 1:
+            first = zones.iloc[0]
+            row = int(np.flatnonzero((zones != first).to_numpy())[0])
+            raise DataError(f"mixed time zones ({first} in row 2, {zones.iloc[row]} here); use one zone, "
+                            f"preferably UTC", file=file, path=_row(row))
+        times = pd.DatetimeIndex(parsed)
     times = times.as_unit("ns")
     diffs = np.diff(times.asi8)
     if (diffs == 0).any():
         row = int(np.flatnonzero(diffs == 0)[0]) + 1
-        raise DataError(f"duplicate timestamp {times[row].isoformat()}", file=file, path=_row(row))
+        raise DataError(f"duplicate timestamp {times[row].isoformat()} (same as {_row(row - 1)})", file=file,
+                        path=_row(row))
     if (diffs < 0).any():
         row = int(np.flatnonzero(diffs < 0)[0]) + 1
         raise DataError(f"timestamps not sorted: {times[row].isoformat()} comes after {times[row - 1].isoformat()}",
@@ -109,22 +128,31 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
 
 
 def _check_values(candles: pd.DataFrame, *, file: str) -> None:
-    for column in PRICE_COLUMNS:
-        nan = np.isnan(candles[column].to_numpy())
+    for column in COLUMNS:
+        values = candles[column].to_numpy()
+        nan = np.isnan(values)
         if nan.any():
-            raise DataError(f"column '{column}' has NaN", file=file, path=_row(int(np.flatnonzero(nan)[0])))
+            raise DataError(f"column '{column}' has NaN (an empty or NaN cell)", file=file,
+                            path=_row(int(np.flatnonzero(nan)[0])))
+        inf = np.isinf(values)
+        if inf.any():
+            row = int(np.flatnonzero(inf)[0])
+            raise DataError(f"column '{column}' has an infinite value {values[row]}", file=file, path=_row(row))
     o, h, l, c = (candles[col].to_numpy() for col in PRICE_COLUMNS)
     checks = [
-        (h < l, "high < low"),
-        ((o > h) | (o < l), "open outside [low, high]"),
-        ((c > h) | (c < l), "close outside [low, high]"),
-        (~np.isfinite(candles.to_numpy()).all(axis=1), "infinite value"),
-        ((o <= 0) | (l <= 0), "non-positive price"),
+        (h < l, lambda i: f"high {_num(h[i])} < low {_num(l[i])}"),
+        ((o > h) | (o < l), lambda i: f"open {_num(o[i])} outside [low {_num(l[i])}, high {_num(h[i])}]"),
+        ((c > h) | (c < l), lambda i: f"close {_num(c[i])} outside [low {_num(l[i])}, high {_num(h[i])}]"),
+        ((o <= 0) | (l <= 0), lambda i: f"non-positive price (open {_num(o[i])}, low {_num(l[i])})"),
     ]
     for bad, what in checks:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DataError(what, file=file, path=_row(row))
+            raise DataError(what(row), file=file, path=_row(row))
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
 
 
 def slice_candles(candles: pd.DataFrame, *, start: str | None, end: str | None, file: str) -> pd.DataFrame:
