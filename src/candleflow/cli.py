@@ -7,11 +7,14 @@ and, because every output file is written atomically, leaves no partial files.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import click
 import typer
@@ -173,24 +176,75 @@ def sample(
     typer.echo(f"wrote {output}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``candleflow`` script; returns the exit code."""
+# typer >= 0.20 vendors its own click (typer._click): catch its exception classes as well as click's
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # older typer: plain click
+    _TyperClickException = click.exceptions.ClickException
+_USAGE_ERRORS = (click.exceptions.ClickException, _TyperClickException)
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+
+_INTERRUPTED = {
+    signal.SIGINT: "candleflow: interrupted; no partial result files were written",
+    signal.SIGTERM: "candleflow: terminated (SIGTERM); no partial result files were written",
+}
+
+
+@contextlib.contextmanager
+def _interrupts_as_keyboard_interrupt(received: list[int]) -> Iterator[None]:
+    """While the command runs, SIGINT and SIGTERM both raise KeyboardInterrupt (and are remembered).
+
+    Without this SIGTERM would kill the process on the spot; as a KeyboardInterrupt
+    it unwinds like Ctrl-C, so temp files are removed and the exit is clean.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in _INTERRUPTED}
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.ClickException as exc:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _interrupted(received: list[int]) -> int:
+    signum = received[-1] if received else signal.SIGINT
+    print(_INTERRUPTED.get(signum, _INTERRUPTED[signal.SIGINT]), file=sys.stderr)
+    return 128 + int(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``candleflow`` script; returns the exit code.
+
+    0 success, 2 user error (one line on stderr), 130 interrupted (Ctrl-C; 143 on
+    SIGTERM), 1 with a traceback: a bug in candleflow.
+    """
+    received: list[int] = []
+    try:
+        with _interrupts_as_keyboard_interrupt(received):
+            code = app(args=argv, prog_name="candleflow", standalone_mode=False)
+    except _EXIT as exc:
+        return getattr(exc, "exit_code", 0)
+    except _USAGE_ERRORS as exc:
         exc.show()
         return 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        print("candleflow: interrupted; no partial result files were written", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, *_ABORT):
+        return _interrupted(received)
     except CandleflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if _state["debug"]:
             traceback.print_exc()
         return 2
-    return 0
+    if code == 130 or received:  # typer turns a KeyboardInterrupt into exit code 130 itself
+        return _interrupted(received)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
