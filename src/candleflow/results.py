@@ -1,8 +1,8 @@
 """Result files of a run, and reading them back for the report.
 
-``write_results`` renders every file in memory first, then writes each one
-atomically (temp file + rename), so a failed or interrupted run never leaves a
-half-written file behind.  Files:
+``write_results`` renders every file in memory first, writes each to a temp
+file, then renames them all into place (:func:`~candleflow._atomic.write_files_atomic`),
+so a failed or interrupted run leaves no half-written file and no partial set.  Files:
 
 ===================  =====================================================
 ``metrics.json``     metrics (NaN/inf written as null/"inf"), run info
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from candleflow._atomic import write_text_atomic
+from candleflow._atomic import write_files_atomic
 
 if TYPE_CHECKING:
     from candleflow.backtest import BacktestResult
@@ -90,8 +90,7 @@ def render_files(result: "BacktestResult") -> dict[str, str]:
 def write_results(result: "BacktestResult", out_dir: str | Path) -> Path:
     out = Path(out_dir)
     files = render_files(result)  # everything rendered before the first byte is written
-    for name, text in files.items():
-        write_text_atomic(out / name, text)
+    write_files_atomic({out / name: text for name, text in files.items()})  # all files, or none
     return out
 
 
