@@ -36,12 +36,18 @@ def load_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = Non
 
 
 def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> str:
-    """Render ``text`` as a strict jinja2 template (undefined variables are errors)."""
+    """Render ``text`` as a strict jinja2 template (undefined variables are errors).
+
+    The template runs in jinja2's sandbox: it can format values but not reach
+    Python internals (``{{ lipsum.__globals__ }}`` is an error), so a strategy
+    file never executes code, template or not.
+    """
     if "{{" not in text and "{%" not in text and "{#" not in text:
         return text
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     try:
         return env.from_string(text).render(**variables)
     except jinja2.TemplateSyntaxError as exc:
@@ -53,8 +59,13 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
             raise ConfigError(f"template variable {exc.message}; pass it with --set NAME=VALUE or in the sweep grid",
                               file=file, path=where) from None
         raise ConfigError(f"template error: {exc.message}", file=file, path=where) from None
-    except jinja2.TemplateError as exc:  # e.g. a filter or test failing at render time
-        raise ConfigError(f"template error: {exc}", file=file) from None
+    except jinja2.TemplateError as exc:  # a sandbox violation, a filter failing at render time...
+        line = _template_line(exc)
+        raise ConfigError(f"template error: {exc}", file=file, path=f"line {line}" if line else None) from None
+    except Exception as exc:  # an expression failing while rendering, e.g. {{ 1 / 0 }}
+        line = _template_line(exc)
+        raise ConfigError(f"template error: {type(exc).__name__}: {exc}", file=file,
+                          path=f"line {line}" if line else None) from None
 
 
 def _template_line(exc: BaseException) -> int | None:
