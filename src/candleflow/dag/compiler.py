@@ -307,7 +307,8 @@ def _check_binding(plan: NodePlan, binding: Binding, kinds: dict[str, str], plan
 def _check_rules(strategy: Strategy, plans: dict[str, NodePlan], kinds: dict[str, str], errors) -> None:
     signal_plans = [p for p in plans.values() if p.kind == "signal"]
     known_types: set[str] = set()
-    all_declared = True
+    # a signal whose own definition failed (reported already) emits types we cannot know: don't guess
+    all_declared = all(name in plans for name, kind in kinds.items() if kind == "signal")
     for plan in signal_plans:
         declared = plan.component.signal_types if plan.component else None
         if declared is None:
