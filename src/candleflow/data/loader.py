@@ -97,7 +97,7 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
         except (ValueError, OverflowError, OutOfBoundsDatetime):
             row = int(np.argmax(column.abs().to_numpy()))
             unit_name = "milliseconds" if unit == "ms" else "seconds"
-            raise DataError(f"timestamp {column.iloc[row]!r} is out of range for epoch {unit_name}", file=file,
+            raise DataError(f"timestamp {column.iloc[row].item()!r} is out of range for epoch {unit_name}", file=file,
                             path=_row(row)) from None
     else:
         text = column.astype(str).str.strip()
