@@ -163,6 +163,37 @@ def report(
 
 
 @app.command()
+def sweep(
+    strategy: Path = typer.Argument(..., help="Strategy YAML file, usually a jinja2 template."),
+    grid: Path = typer.Option(..., "--grid", help="Sweep spec: parameter grids, symbols, ranking."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Running Dask scheduler, tcp://HOST:PORT (default: a local cluster)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Worker processes of the local cluster (default: one per CPU)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write every combination's row (.csv or .parquet)."),
+    top: int = typer.Option(10, "--top", min=0, help="Rows of the ranked table to print."),
+    rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Metric to rank by (default: the grid's rank.by)."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing combination (exit 2)."),
+    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+) -> None:
+    """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
+    from candleflow.sweep import run_sweep
+    from candleflow.sweep.display import print_top, progress_bar
+    from candleflow.sweep.output import check_output
+
+    if out is not None:
+        check_output(out)
+    with progress_bar() as on_progress:
+        result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
+                           rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress)
+    if out is not None:
+        result.write(out)
+    print_top(result, top=top, out=out)
+    if result.failed == len(result.frame):
+        raise CandleflowError(f"all {result.failed} combinations failed; the first: {result.frame['error'].iloc[0]}")
+
+
+@app.command()
 def sample(
     name: str = typer.Argument("eurusd_1h", help="Sample name."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write it (.csv or .parquet)."),

@@ -1,0 +1,16 @@
+"""Parameter sweeps and multi-symbol runs on Dask.
+
+>>> from candleflow.sweep import run_sweep                                      # doctest: +SKIP
+>>> run_sweep("strategies/ma_crossover_sweep.yaml", "strategies/grid.yaml", workers=2).frame.head()  # doctest: +SKIP
+
+Modules: :mod:`~candleflow.sweep.grid` (the spec and its combinations),
+:mod:`~candleflow.sweep.plan` (one content-keyed Dask graph),
+:mod:`~candleflow.sweep.tasks` (what workers run), :mod:`~candleflow.sweep.cluster`
+(client and cluster), :mod:`~candleflow.sweep.run` (submit, collect, rank),
+:mod:`~candleflow.sweep.output` and :mod:`~candleflow.sweep.display` (file and terminal).
+"""
+
+from candleflow.sweep.grid import Combination, SweepSpec, combinations, load_grid
+from candleflow.sweep.run import SweepResult, run_sweep
+
+__all__ = ["Combination", "SweepResult", "SweepSpec", "combinations", "load_grid", "run_sweep"]

@@ -1,0 +1,67 @@
+"""What a sweep shows on the terminal: a progress bar over combinations and the top-N table."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+if TYPE_CHECKING:
+    from candleflow.sweep.run import SweepResult
+
+SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate")
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator[Callable[[int, int], None] | None]:
+    """A ``(done, total)`` callback drawing a rich bar on stderr; None when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("combinations"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("combinations", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def print_top(result: SweepResult, *, top: int, out: Path | None = None) -> None:
+    """The best ``top`` rows (rank metric first) and a one-line account of the sweep."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from candleflow.summary import format_metric
+
+    rank = result.rank
+    metrics = [m for m in dict.fromkeys([rank.by, *SHOWN_METRICS]) if m in result.metrics]
+    rows = result.frame.head(top).to_dict("records")
+    show_errors = any(isinstance(row["error"], str) for row in rows)
+    table = Table(title=f"top {len(rows)} of {len(result.frame)} by {rank.by} ({rank.direction})")
+    for column in ["#", "symbol", *result.parameters]:
+        table.add_column(column, justify="right" if column == "#" else "left")
+    for metric in metrics:
+        table.add_column(metric, justify="right", style="bold" if metric == rank.by else None)
+    if show_errors:
+        table.add_column("error", overflow="fold")
+    for i, row in enumerate(rows, start=1):
+        cells = [str(i), *(_text(row[c]) for c in ["symbol", *result.parameters])]
+        cells += [format_metric(m, row[m]) for m in metrics]
+        if show_errors:
+            cells.append(_text(row["error"]))
+        table.add_row(*cells)
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # piped: keep the headers whole
+    console.print(table)
+    uses, tasks = result.shared.get("indicator", (0, 0))
+    console.print(f"{len(result.frame)} combinations, {result.failed} failed, {result.seconds:.1f} s; "
+                  f"{tasks} indicator tasks served {uses} uses ({result.deduplicated('indicator')} deduplicated)")
+    if out is not None:
+        console.print(f"results written to {out}")
+
+
+def _text(value) -> str:
+    """A cell: missing values (None, NaN) are blank."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)

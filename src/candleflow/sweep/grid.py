@@ -1,0 +1,176 @@
+"""The sweep spec (``grid.yaml``) and its expansion into combinations.
+
+The spec is strict pydantic (unknown keys are errors, every error names the
+file and the YAML path):
+
+.. code-block:: yaml
+
+    parameters:                       # template variables, each a list or a range
+      fast: [5, 10, 20]
+      slow: {start: 30, stop: 90, step: 20}    # 30, 50, 70, 90 (stop included)
+    symbols:                          # optional; default: the strategy's own data
+      - {symbol: EURUSD, path: data/EURUSD_1h.csv}
+      - {symbol: EURUSD_SAMPLE, sample: eurusd_1h}
+    rank: {by: sharpe, direction: max}
+
+Expansion is the Cartesian product, symbols outermost, then the parameters in
+the order the spec lists them, so the combination order is deterministic.
+
+>>> spec = SweepSpec.model_validate({"parameters": {"fast": [5, 10], "slow": {"start": 30, "stop": 50, "step": 10}}})
+>>> [c.label for c in combinations(spec)][:2]
+['fast=5, slow=30', 'fast=5, slow=40']
+>>> len(combinations(spec))
+6
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag, ValidationError,
+    model_validator,
+)
+
+from candleflow.config.models import NAME_PATTERN, DataSource
+from candleflow.errors import ConfigError
+
+Number = Union[StrictInt, StrictFloat]
+
+
+def _scalar(value: Any) -> Any:
+    if not isinstance(value, (bool, int, float, str)):
+        raise ValueError(f"a parameter value must be a number, string or boolean, got {value!r}")
+    return value
+
+
+Scalar = Annotated[Any, AfterValidator(_scalar)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    """``start, start + step, ...`` up to ``stop`` inclusive (ints if all three are ints)."""
+
+    start: Number
+    stop: Number
+    step: Number = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if self.stop < self.start:
+            raise ValueError(f"stop ({self.stop}) is below start ({self.start})")
+        return self
+
+    def values(self) -> list[int | float]:
+        if all(isinstance(v, int) for v in (self.start, self.stop, self.step)):
+            return list(range(self.start, self.stop + 1, self.step))
+        count = math.floor((self.stop - self.start) / self.step + 1e-9) + 1
+        return [round(self.start + i * self.step, 12) for i in range(count)]
+
+
+class SymbolSpec(DataSource):
+    """One symbol and its candles: ``path`` (relative to the workspace) or ``sample``."""
+
+    symbol: str = Field(min_length=1)
+
+    def source(self) -> DataSource:
+        return DataSource(**self.model_dump(exclude={"symbol"}))
+
+
+class Rank(_Strict):
+    """The metric the results are sorted by, best first."""
+
+    by: str = "sharpe"
+    direction: Literal["max", "min"] = "max"
+
+
+# The tags are spelled like pydantic's own type tags so error paths omit them (parameters.fast[0], not .list[0]).
+Values = Annotated[Union[Annotated[list[Scalar], Field(min_length=1), Tag("list[values]")],
+                         Annotated[Range, Tag("dict[range]")]],
+                   Discriminator(lambda v: "dict[range]" if isinstance(v, (dict, Range)) else "list[values]")]
+
+
+class SweepSpec(_Strict):
+    parameters: dict[str, Values] = Field(default_factory=dict)
+    symbols: Annotated[list[SymbolSpec], Field(min_length=1)] | None = None
+    rank: Rank = Field(default_factory=Rank)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SweepSpec":
+        if not self.parameters and not self.symbols:
+            raise ValueError("give 'parameters' to vary, 'symbols' to run on, or both")
+        for name, values in self.parameters.items():
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"parameter name '{name}' is not a template variable name (letters, digits, _)")
+            if isinstance(values, list) and len({repr(v) for v in values}) != len(values):
+                raise ValueError(f"parameters.{name}: a value is listed twice")
+        for reserved in ("symbol", "error"):
+            if reserved in self.parameters:
+                raise ValueError(f"'{reserved}' is a result column (symbols are listed under 'symbols'); "
+                                 f"rename the parameter")
+        if self.symbols:
+            names = [s.symbol for s in self.symbols]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"symbol listed twice: {', '.join(twice)}")
+        return self
+
+    def values(self) -> dict[str, list[Any]]:
+        """Every parameter's list of values."""
+        return {name: v.values() if isinstance(v, Range) else list(v) for name, v in self.parameters.items()}
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One backtest of the sweep: a symbol (None: the strategy's own data) and a parameter set."""
+
+    symbol: SymbolSpec | None
+    params: dict[str, Any]
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The template variables: the parameters, plus ``symbol`` when the grid lists symbols."""
+        return {"symbol": self.symbol.symbol, **self.params} if self.symbol else dict(self.params)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.variables.items())
+
+
+def combinations(spec: SweepSpec) -> list[Combination]:
+    """The Cartesian product of symbols and parameter values, in a fixed order."""
+    values = spec.values()
+    products = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
+    return [Combination(symbol, params) for symbol in (spec.symbols or [None]) for params in products]
+
+
+def load_grid(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep spec file."""
+    from candleflow.config.loader import validation_error
+
+    file = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("grid file not found", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read grid file: {exc}", file=file) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", file=file, path=where) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("a grid file is a mapping with 'parameters', 'symbols' and 'rank'", file=file)
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, file=file) from None

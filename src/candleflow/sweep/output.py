@@ -1,0 +1,31 @@
+"""Write a sweep's table atomically (temp file + rename) as CSV or Parquet, chosen by suffix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from candleflow._atomic import atomic_path, write_text_atomic
+from candleflow.errors import ConfigError
+
+SUFFIXES = (".csv", ".parquet")
+
+
+def check_output(path: str | Path) -> Path:
+    """``path`` if its suffix names a format we write; checked before a sweep starts."""
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise ConfigError(f"--out must end in .csv or .parquet, not '{path.suffix or path.name}'", file=str(path))
+    return path
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` without its index; a crash leaves the old file or none, never half of one."""
+    path = check_output(path)
+    if path.suffix.lower() == ".csv":
+        write_text_atomic(path, frame.to_csv(index=False))
+    else:
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+    return path

@@ -1,0 +1,188 @@
+"""Plan a sweep as ONE Dask graph whose node tasks are keyed by content hash.
+
+Algorithm
+---------
+1. *Compile* every combination on the client: render the template (compiled
+   once) with its variables, parse and validate, override ``symbol``/``data``
+   when the grid lists symbols, compile (one component registry per
+   ``components`` list, reused).  A failure here (template line, bad param such
+   as ``period: 0``, unreadable data) is that combination's error; nothing is
+   submitted for it.
+2. *Candles*: each distinct data source is loaded once; its frame enters the
+   graph once, as a data task keyed ``candles-<tokenize(frame)>`` (kept in the
+   graph, not scattered, so a worker's death loses nothing that cannot be
+   recomputed).
+3. *Nodes*: :func:`candleflow.dag.executor.node_keys` keys every indicator and
+   signal node by component source, params, bindings and upstream keys.  Nodes
+   equal across combinations get equal keys, so inserting them into the one
+   graph dict deduplicates them: each shared indicator is computed once per
+   symbol for every combination that needs it.
+4. *Evaluator*: one ``metrics-<token>`` task per combination (the evaluator's
+   content key), on top of its signal nodes, returns the metrics dict.
+
+Counters of references vs tasks per node kind say how much was shared.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from dask.base import tokenize
+
+from candleflow.components.registry import Registry
+from candleflow.config.models import Strategy
+from candleflow.dag.compiler import CANDLES, EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
+from candleflow.errors import CandleflowError, ConfigError
+from candleflow.sweep.grid import Combination
+from candleflow.sweep.tasks import metrics_task, node_task, pack
+
+
+@dataclass
+class PlannedCombination:
+    """One combination as planned: its metrics task key, or the error that kept it from the graph."""
+
+    combination: Combination
+    symbol: str | None
+    key: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepPlan:
+    graph: dict[str, Any]
+    combinations: list[PlannedCombination]
+    references: Counter = field(default_factory=Counter)  # node kind -> uses by combinations
+    tasks: Counter = field(default_factory=Counter)  # node kind -> distinct tasks in the graph
+
+    @property
+    def metric_keys(self) -> list[str]:
+        """The distinct evaluator task keys, in combination order."""
+        return list(dict.fromkeys(c.key for c in self.combinations if c.key is not None))
+
+
+def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
+               workspace: str | Path | None = None) -> SweepPlan:
+    """Compile every combination and build the shared task graph (see the module docstring)."""
+    path = Path(strategy_file)
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("strategy file not found", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read strategy file: {exc}", file=file) from None
+    root = Path(workspace) if workspace else find_workspace(path)
+    plan = SweepPlan(graph={}, combinations=[])
+    renderer = _Renderer(text, file=file)
+    registries: dict[tuple[str, ...], Registry] = {}
+    candles: dict[str, str | CandleflowError] = {}
+    for combination in combinations:
+        entry = PlannedCombination(combination, combination.symbol.symbol if combination.symbol else None)
+        plan.combinations.append(entry)
+        try:
+            compiled = _compile(renderer, combination, workspace=root, registries=registries)
+            entry.symbol = compiled.strategy.symbol
+            candles_key = _candles_key(compiled, plan, candles)
+            entry.key = _add_nodes(compiled, candles_key, plan)
+        except CandleflowError as exc:
+            entry.error = " ".join(str(exc).split())
+    return plan
+
+
+class _Renderer:
+    """Template text + variables -> validated Strategy, the template compiled once.
+
+    The YAML is parsed by libyaml when available.  Any failure is redone by the
+    loader, whose errors name the file and the YAML path or template line, so
+    messages are exactly those of ``candleflow run``.
+    """
+
+    def __init__(self, text: str, *, file: str) -> None:
+        import jinja2
+
+        self.text = text
+        self.file = file
+        self.yaml_loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        try:
+            self.template: jinja2.Template | None = env.from_string(text)
+        except jinja2.TemplateSyntaxError:
+            self.template = None  # the loader reports it, with its line, for every combination
+
+    def strategy(self, variables: dict[str, Any]) -> Strategy:
+        from candleflow.config.loader import parse_strategy, render_template
+
+        if self.template is not None:
+            try:
+                return Strategy.model_validate(yaml.load(self.template.render(**variables), Loader=self.yaml_loader))
+            except Exception:
+                pass  # fall through to the loader for a precise message
+        return parse_strategy(render_template(self.text, variables, file=self.file), file=self.file)
+
+
+def _compile(renderer: _Renderer, combination: Combination, *, workspace: Path,
+             registries: dict[tuple[str, ...], Registry]) -> CompiledStrategy:
+    strategy = renderer.strategy(combination.variables)
+    if combination.symbol is not None:
+        strategy = strategy.model_copy(update={"symbol": combination.symbol.symbol,
+                                               "data": combination.symbol.source()})
+    folders = tuple(strategy.components)
+    compiled = compile_strategy(strategy, workspace=workspace, file=renderer.file, registry=registries.get(folders))
+    registries.setdefault(folders, compiled.registry)
+    return compiled
+
+
+def _candles_key(compiled: CompiledStrategy, plan: SweepPlan, seen: dict[str, str | CandleflowError]) -> str:
+    """Load the combination's data source once per sweep; add it to the graph; return its key."""
+    from candleflow.data import load_source
+
+    source = compiled.strategy.data.model_dump_json()
+    if source not in seen:
+        try:
+            frame: pd.DataFrame = load_source(compiled.strategy.data, workspace=compiled.workspace,
+                                              file=compiled.file)
+        except CandleflowError as exc:
+            seen[source] = exc
+        else:
+            key = f"candles-{tokenize(frame)}"
+            seen[source] = key
+            if key not in plan.graph:
+                plan.graph[key] = frame
+                plan.tasks[CANDLES] += 1
+    outcome = seen[source]
+    if isinstance(outcome, CandleflowError):
+        raise outcome
+    plan.references[CANDLES] += 1
+    return outcome
+
+
+def _add_nodes(compiled: CompiledStrategy, candles_key: str, plan: SweepPlan) -> str:
+    """Add the combination's node tasks that the graph lacks; return its metrics task key."""
+    from candleflow.dag.executor import node_keys
+
+    strategy = compiled.strategy
+    graph = compiled.graph
+    keys = node_keys(compiled, candles_key)
+    keys[EVALUATOR] = keys[EVALUATOR].replace(EVALUATOR, "metrics", 1)  # this task returns metrics only
+    for name in compiled.order():
+        if name == CANDLES:
+            continue
+        kind = graph.nodes[name]["kind"]
+        plan.references[kind] += 1
+        if keys[name] in plan.graph:
+            continue
+        plan.tasks[kind] += 1
+        upstream = sorted(p for p in graph.predecessors(name) if p != CANDLES)
+        if name == EVALUATOR:
+            packed = pack(strategy, upstream)
+            task = metrics_task
+        else:
+            packed = pack(compiled.plans[name], strategy.symbol, strategy.timeframe, upstream)
+            task = node_task
+        plan.graph[keys[name]] = (task, packed, candles_key, *(keys[p] for p in upstream))
+    return keys[EVALUATOR]

@@ -1,0 +1,38 @@
+"""What a sweep's Dask tasks run on a worker: one node, or one combination's evaluator.
+
+Each task's static part (the node plan, or the strategy) arrives as bytes made
+by :func:`pack` (cloudpickle), its data (candles, upstream outputs) as Dask
+dependencies.  cloudpickle honours ``register_pickle_by_value``, so workspace
+components (modules no worker can import) travel by value; distributed's own
+serializer tries plain pickle first and would send them by reference.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pandas as pd
+
+
+def pack(*static: Any) -> bytes:
+    """Serialize a task's static arguments so that workspace code travels by value."""
+    import cloudpickle
+
+    return cloudpickle.dumps(static)
+
+
+def node_task(packed: bytes, candles: pd.DataFrame, *upstream_values: Any) -> pd.Series | pd.DataFrame:
+    """Compute one indicator/signal node; ``packed`` holds (plan, symbol, timeframe, upstream names)."""
+    from candleflow.nodes.compute import run_node
+
+    plan, symbol, timeframe, upstream_names = pickle.loads(packed)
+    return run_node(plan, candles, dict(zip(upstream_names, upstream_values)), symbol=symbol, timeframe=timeframe)
+
+
+def metrics_task(packed: bytes, candles: pd.DataFrame, *signal_frames: pd.DataFrame) -> dict[str, float]:
+    """Run the evaluator of one combination and return only its metrics (small to ship back)."""
+    from candleflow.nodes.evaluator import evaluate
+
+    strategy, signal_names = pickle.loads(packed)
+    return dict(evaluate(strategy, candles, dict(zip(signal_names, signal_frames))).metrics)
