@@ -1,9 +1,11 @@
 """Built-in indicators.
 
-Conventions follow TA-Lib, so results can be checked against it and pandas-ta:
-EMA is seeded with the SMA of its first ``period`` values; RSI and ATR use
-Wilder's smoothing seeded with a simple mean; Bollinger bands use the
-population standard deviation (``ddof=0``).  Values are NaN until enough
+Conventions follow TA-Lib for SMA, EMA, RSI, ATR and Bollinger bands: EMA is
+seeded with the SMA of its first ``period`` values; RSI and ATR use Wilder's
+smoothing seeded with a simple mean; Bollinger bands use the population standard
+deviation (``ddof=0``).  MACD is built from those EMAs (the fast EMA seeded at its
+own first full window), so it differs from ``talib.MACD``, which seeds the fast
+EMA at the slow EMA's first bar, during the first ~150 bars.  Values are NaN until enough
 candles exist.  Every output at candle ``i`` depends only on candles ``0..i``
 (tested by ``tests/test_no_lookahead.py``).
 
