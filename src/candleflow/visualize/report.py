@@ -1,0 +1,237 @@
+"""The HTML report of a run: one self-contained file that works offline.
+
+``write_report`` takes an in-memory :class:`~candleflow.backtest.BacktestResult`
+or a results folder written by ``candleflow run --out`` (read back with
+:func:`~candleflow.results.read_results`), gathers both into a :class:`ReportData`
+and renders ``templates/report.html.j2``: a summary header with the key metrics
+as cards, the price chart with trades and indicators and the equity/drawdown
+chart (:mod:`candleflow.visualize.charts`, plotly.js embedded once), the metrics
+table, the strategy YAML, the strategy graph as inline SVG and the trade table.
+
+The graph is a results folder's ``graph.svg`` when it has one; otherwise it is
+drawn with :func:`~candleflow.visualize.graph.render_graph` (annotated with the
+run's node stats), which needs graphviz's ``dot``; without it, or when a results
+folder's strategy no longer compiles, the report says why instead.
+
+The page's ``#report`` element carries ``data-trades`` and
+``data-expected-markers`` (two per trade); after plotly has drawn the price
+chart, a small script writes how many trade markers are really in the chart's
+DOM into ``data-rendered-markers`` (checked by ``tests/test_report_browser.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from candleflow._atomic import write_text_atomic
+from candleflow.errors import CandleflowError
+from candleflow.visualize import charts
+from candleflow.visualize.graph import render_graph
+
+if TYPE_CHECKING:
+    from candleflow.backtest import BacktestResult
+    from candleflow.dag.compiler import CompiledStrategy
+    from candleflow.dag.executor import NodeStats
+
+TEMPLATES = Path(__file__).parent / "templates"
+MAX_TRADE_ROWS = 1000
+METRICS = {  # key -> (label, format); unknown metrics are shown as plain numbers after these
+    "total_return": ("Total return", "pct"),
+    "cagr": ("CAGR", "pct"),
+    "sharpe": ("Sharpe", "ratio"),
+    "sortino": ("Sortino", "ratio"),
+    "max_drawdown": ("Max drawdown", "pct"),
+    "n_trades": ("Trades", "int"),
+    "win_rate": ("Win rate", "pct"),
+    "profit_factor": ("Profit factor", "ratio"),
+    "avg_trade_return": ("Avg trade return", "pct"),
+    "exposure": ("Exposure", "pct"),
+    "final_equity": ("Final equity", "money"),
+}
+CARDS = ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "final_equity")
+SIGNED = {"total_return", "cagr", "sharpe", "sortino", "avg_trade_return", "max_drawdown"}
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, whether it came from memory or from a results folder."""
+
+    info: dict[str, Any]  # strategy, symbol, timeframe, file, candles, start, end
+    metrics: dict[str, Any]
+    candles: pd.DataFrame
+    indicators: pd.DataFrame  # one column per indicator output: "sma_fast", "bb.upper"
+    equity: pd.Series
+    trades: pd.DataFrame
+    strategy_text: str
+    graph_svg: str | None
+    graph_note: str | None
+
+
+def write_report(source: "BacktestResult | Path", output: Path) -> Path:
+    """Write the HTML report of ``source`` (a result, or a results folder) to ``output``, atomically."""
+    from candleflow.backtest import BacktestResult
+
+    data = report_from_result(source) if isinstance(source, BacktestResult) else report_from_folder(Path(source))
+    output = Path(output)
+    write_text_atomic(output, render_report(data))
+    return output
+
+
+def report_from_result(result: "BacktestResult") -> ReportData:
+    """The report's data from an in-memory run; the graph is drawn with the run's node stats."""
+    import yaml
+
+    strategy, candles = result.strategy, result.candles
+    columns = {}
+    for name, value in result.indicators().items():
+        if isinstance(value, pd.DataFrame):
+            columns.update({f"{name}.{column}": value[column] for column in value.columns})
+        else:
+            columns[name] = value
+    text = result.source_text or yaml.safe_dump(strategy.model_dump(exclude_defaults=True), sort_keys=False)
+    svg, note = _draw_graph(result.compiled, result.stats)
+    return ReportData(
+        info={"strategy": strategy.name, "symbol": strategy.symbol, "timeframe": strategy.timeframe,
+              "file": result.compiled.file, "candles": len(candles), "start": candles.index[0],
+              "end": candles.index[-1]},
+        metrics=dict(result.metrics), candles=candles, indicators=pd.DataFrame(columns, index=candles.index),
+        equity=result.equity, trades=result.trades, strategy_text=text, graph_svg=svg, graph_note=note)
+
+
+def report_from_folder(folder: Path) -> ReportData:
+    """The report's data from a results folder; the graph is its ``graph.svg``, or drawn again."""
+    from candleflow.results import read_results
+
+    files = read_results(folder)
+    info = dict(files["metrics"]["run"])
+    info["start"], info["end"] = pd.Timestamp(info["start"]), pd.Timestamp(info["end"])
+    saved = folder / "graph.svg"
+    if saved.is_file():
+        svg, note = _inline_svg(saved.read_text(encoding="utf-8")), None
+    else:
+        svg, note = _redraw_graph(files["strategy_text"], info["file"], files["nodes"])
+    return ReportData(info=info, metrics=files["metrics"]["metrics"], candles=files["candles"],
+                      indicators=files["indicators"], equity=files["equity"]["equity"], trades=files["trades"],
+                      strategy_text=files["strategy_text"], graph_svg=svg, graph_note=note)
+
+
+def render_report(data: ReportData) -> str:
+    """The report's HTML text."""
+    import jinja2
+
+    from candleflow import __version__
+
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                     trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    price, equity = charts.price_figure(data.candles, data.indicators, data.trades), charts.equity_figure(data.equity)
+    metrics = _metric_rows(data.metrics)
+    by_key = {row["key"]: row for row in metrics}
+    return environment.get_template("report.html.j2").render(
+        info=data.info, period=_period(data.info), version=__version__,
+        cards=[by_key[key] for key in CARDS if key in by_key], metrics=metrics,
+        price_chart=_markup(charts.to_html(price, include_plotlyjs=True, count_markers=True)),
+        price_caption=charts.price_caption(len(data.candles)),
+        equity_chart=_markup(charts.to_html(equity, include_plotlyjs=False)),
+        trades=_trade_rows(data.trades.head(MAX_TRADE_ROWS)), n_trades=len(data.trades),
+        max_trade_rows=MAX_TRADE_ROWS, strategy_text=data.strategy_text,
+        graph_svg=_markup(data.graph_svg) if data.graph_svg else None, graph_note=data.graph_note)
+
+
+def _draw_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | None) -> tuple[str | None, str | None]:
+    """(inline SVG, None), or (None, why not) when graphviz's ``dot`` is missing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = render_graph(compiled, Path(tmp) / "graph.svg", stats=stats)
+        except CandleflowError as exc:
+            return None, f"The strategy graph is not drawn: {exc}."
+        return _inline_svg(path.read_text(encoding="utf-8")), None
+
+
+def _redraw_graph(text: str, file: str, nodes: list[dict]) -> tuple[str | None, str | None]:
+    """Compile a results folder's strategy again and draw it with the saved node stats."""
+    from candleflow.config import parse_strategy
+    from candleflow.dag.compiler import compile_strategy, find_workspace
+    from candleflow.dag.executor import NodeStats
+
+    path = Path(file)
+    try:
+        compiled = compile_strategy(parse_strategy(text, file=file),
+                                    workspace=find_workspace(path) if path.is_file() else Path.cwd(), file=file)
+    except CandleflowError as exc:
+        return None, f"The strategy graph is not drawn: its strategy no longer compiles here ({exc})."
+    return _draw_graph(compiled, {row["name"]: NodeStats(**row) for row in nodes})
+
+
+def _inline_svg(svg: str) -> str:
+    """The ``<svg>`` element alone, without the XML declaration and doctype."""
+    return svg[svg.find("<svg"):]
+
+
+def _markup(html: str):
+    from markupsafe import Markup
+
+    return Markup(html)
+
+
+def _number(value: Any) -> float:
+    """A metric as a float: JSON's null is NaN, "inf"/"-inf" are infinities."""
+    if value is None:
+        return math.nan
+    return float(value)
+
+
+def _format(value: float, kind: str) -> str:
+    if math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if kind == "pct":
+        return f"{value * 100:,.2f}%"
+    if kind == "int":
+        return f"{int(value):,}"
+    if kind == "money":
+        return f"{value:,.2f}"
+    return f"{value:,.2f}" if kind == "ratio" else f"{value:,.6g}"
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    keys = [key for key in METRICS if key in metrics] + [key for key in metrics if key not in METRICS]
+    rows = []
+    for key in keys:
+        label, kind = METRICS.get(key, (key.replace("_", " ").capitalize(), "number"))
+        value = _number(metrics[key])
+        tone = ""
+        if key in SIGNED and not math.isnan(value):
+            tone = "up" if value > 0 else "down" if value < 0 else ""
+        elif key == "profit_factor" and not math.isnan(value):
+            tone = "up" if value > 1 else "down" if value < 1 else ""
+        rows.append({"key": key, "label": label, "value": _format(value, kind), "tone": tone})
+    return rows
+
+
+def _trade_rows(trades: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for number, trade in enumerate(trades.itertuples(index=False), start=1):
+        pnl = float(trade.pnl)
+        rows.append({
+            "number": number, "side": trade.side, "entry_time": _time(trade.entry_time),
+            "entry_price": f"{trade.entry_price:,.6g}", "exit_time": _time(trade.exit_time),
+            "exit_price": f"{trade.exit_price:,.6g}", "size": f"{trade.size:,.6g}", "pnl": f"{pnl:,.2f}",
+            "return": f"{float(trade.return_pct) * 100:,.2f}%", "reason": trade.exit_reason,
+            "tone": "up" if pnl > 0 else "down" if pnl < 0 else ""})
+    return rows
+
+
+def _time(value: Any) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+def _period(info: dict[str, Any]) -> str:
+    return f"{_time(info['start'])} → {_time(info['end'])} UTC"
+

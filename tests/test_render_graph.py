@@ -1,0 +1,132 @@
+"""render_graph: the compiled DAG drawn by graphviz as SVG, PNG or DOT, optionally annotated with run stats."""
+
+from __future__ import annotations
+
+import html
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from candleflow.backtest import load_data, prepare, run_compiled
+from candleflow.config import parse_strategy
+from candleflow.dag.compiler import compile_strategy
+from candleflow.dag.executor import NodeStats
+from candleflow.errors import CandleflowError, ConfigError
+from candleflow.visualize import render_graph
+from candleflow.visualize.graph import DOT_MISSING
+
+SVG = "{http://www.w3.org/2000/svg}"
+LABELS = ("candles", "sma_fast", "sma_slow", "cross", "evaluator", "period=20", "period=50", "ma_crossover",
+          "golden_cross: buy", "close -> close", "fast", "slow", "signals")
+
+
+@pytest.fixture(scope="module")
+def compiled(repo):
+    return prepare(repo / "strategies" / "ma_crossover.yaml")[0]
+
+
+def node_groups(svg_text: str) -> dict[str, ET.Element]:
+    """The SVG's node groups by node id (graphviz writes the id into each group's <title>)."""
+    root = ET.fromstring(svg_text)
+    return {g.find(f"{SVG}title").text: g for g in root.iter(f"{SVG}g") if g.get("class") == "node"}
+
+
+def shape_of(group: ET.Element) -> ET.Element:
+    return next(e for e in group if e.tag in (f"{SVG}polygon", f"{SVG}path", f"{SVG}ellipse"))
+
+
+def test_svg_has_every_node_and_edge_label(compiled, tmp_path):
+    out = render_graph(compiled, tmp_path / "graph.svg")
+    data = out.read_bytes()
+    assert data.lstrip().startswith(b"<?xml") and b"<svg" in data[:1000]
+    text = html.unescape(data.decode())
+    for label in LABELS:
+        assert label in text
+    assert set(node_groups(data.decode())) == {"candles", "sma_fast", "sma_slow", "cross", "evaluator"}
+
+
+def test_png_and_dot(compiled, tmp_path):
+    png = render_graph(compiled, tmp_path / "graph.PNG")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    source = render_graph(compiled, tmp_path / "graph.dot").read_text()
+    assert source.startswith("digraph")
+    for label in LABELS:
+        assert label in source
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.PNG", "graph.dot"]  # no temp files left
+
+
+def test_kinds_have_distinct_shapes_and_colours(compiled, tmp_path):
+    groups = node_groups(render_graph(compiled, tmp_path / "graph.svg").read_text())
+    looks = {name: (shape_of(g).tag, shape_of(g).get("fill")) for name, g in groups.items()}
+    assert looks["sma_fast"] == looks["sma_slow"]
+    assert len({looks[n] for n in ("candles", "sma_fast", "cross", "evaluator")}) == 4
+
+
+def test_script_nodes_show_their_file_name(tmp_path):
+    (tmp_path / "my_sma.py").write_text("print('INDICATOR_START')\n")
+    strategy = parse_strategy("""
+name: scripted
+symbol: EURUSD
+timeframe: 1h
+data: {sample: eurusd_1h}
+indicators:
+  - {name: slow, component: script, path: my_sma.py, params: {period: 30}}
+  - {name: fast, component: sma, params: {period: 5}}
+signals:
+  - {name: cross, component: ma_crossover, inputs: [fast, slow]}
+rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
+""")
+    source = render_graph(compile_strategy(strategy, workspace=tmp_path), tmp_path / "g.dot").read_text()
+    assert "script:my_sma.py" in source and "period=30" in source
+
+
+def test_stats_annotate_time_cache_signals_trades_failures_and_skips(compiled, tmp_path):
+    stats = {
+        "sma_fast": NodeStats("sma_fast", "indicator", "k1", cache="miss", status="ok", seconds=0.0123),
+        "sma_slow": NodeStats("sma_slow", "indicator", "k2", cache="hit", status="ok"),
+        "cross": NodeStats("cross", "signal", "k3", cache="miss", status="failed", seconds=1.5,
+                           error="component 'ma_crossover': candle 812: ZeroDivisionError: division by zero "
+                                 "in a very long explanation that goes on"),
+        "evaluator": NodeStats("evaluator", "evaluator", "k4", cache="miss", status="skipped"),
+    }
+    svg = render_graph(compiled, tmp_path / "graph.svg", stats=stats).read_text()
+    text = html.unescape(svg)
+    assert "12.3 ms" in text and "cache miss" in text and "cache hit" in text and "1.50 s" in text
+    failure = " ".join(t.text for t in node_groups(svg)["cross"].iter(f"{SVG}text") if t.get("fill") == "#b91c1c")
+    assert failure == ("failed: component 'ma_crossover': candle 812: ZeroDivisionError: division by zero "
+                       "in a very long ...")
+    assert "skipped" in text
+    groups = node_groups(svg)
+    failed = shape_of(groups["cross"])
+    assert failed.get("stroke") == "#dc2626" and failed.get("fill") == "#fee2e2"
+    assert shape_of(groups["evaluator"]).get("fill") == "#f1f5f9"
+    assert shape_of(groups["sma_fast"]).get("fill") == "#dcfce7"
+
+
+def test_stats_of_a_real_run_count_signals_and_trades(compiled, tmp_path):
+    result = run_compiled(compiled, load_data(compiled), cache=None, scheduler="sync")
+    text = html.unescape(render_graph(compiled, tmp_path / "graph.svg", stats=result.stats).read_text())
+    assert f"{len(result.signals()['cross'])} signals" in text
+    assert f"{len(result.trades)} trades" in text
+    assert "no cache" in text
+
+
+def test_missing_dot_is_one_clear_error_but_dot_source_still_works(compiled, tmp_path, monkeypatch):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    for suffix in ("svg", "png"):
+        with pytest.raises(CandleflowError) as info:
+            render_graph(compiled, tmp_path / f"graph.{suffix}")
+        assert str(info.value) == DOT_MISSING
+        assert "apt-get install graphviz" in str(info.value)
+        assert not (tmp_path / f"graph.{suffix}").exists()
+    assert render_graph(compiled, tmp_path / "graph.dot").read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize("name", ["graph.pdf", "graph"])
+def test_unknown_suffix_names_the_allowed_ones(compiled, tmp_path, name):
+    with pytest.raises(ConfigError) as info:
+        render_graph(compiled, tmp_path / name)
+    assert ".svg, .png, .dot" in str(info.value)
+    assert not (tmp_path / name).exists()
