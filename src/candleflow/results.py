@@ -13,6 +13,7 @@ so a failed or interrupted run leaves no half-written file and no partial set.  
 ``candles.csv``      the candles the run used
 ``nodes.json``       per-node stats (time, cache hit/miss, status, error)
 ``strategy.yaml``    the (rendered) strategy text
+``graph.svg``        the annotated graph (only where graphviz's ``dot`` is installed)
 ===================  =====================================================
 """
 
@@ -75,7 +76,7 @@ def render_files(result: "BacktestResult") -> dict[str, str]:
     info = {"strategy": strategy.name, "symbol": strategy.symbol, "timeframe": strategy.timeframe,
             "file": result.compiled.file, "candles": len(result.candles),
             "start": result.candles.index[0].isoformat(), "end": result.candles.index[-1].isoformat()}
-    return {
+    files = {
         "metrics.json": json.dumps({"metrics": json_safe(dict(result.metrics)), "run": info}, indent=2) + "\n",
         "trades.csv": _csv(result.trades, index=False),
         "equity.csv": _csv(equity_frame, index=True),
@@ -85,6 +86,21 @@ def render_files(result: "BacktestResult") -> dict[str, str]:
         "nodes.json": json.dumps(json_safe([asdict(s) for s in result.stats.values()]), indent=2) + "\n",
         "strategy.yaml": result.source_text or "",
     }
+    graph = _graph_svg(result)
+    if graph is not None:
+        files["graph.svg"] = graph
+    return files
+
+
+def _graph_svg(result: "BacktestResult") -> str | None:
+    """The run's annotated graph as SVG, or None when graphviz's ``dot`` is not installed."""
+    import shutil
+
+    if shutil.which("dot") is None:
+        return None
+    from candleflow.visualize.graph import build_graph
+
+    return build_graph(result.compiled, result.stats).pipe(format="svg").decode("utf-8")
 
 
 def write_results(result: "BacktestResult", out_dir: str | Path) -> Path:
