@@ -85,6 +85,15 @@ def test_template_errors_name_the_line_and_the_combination(tmp_path, template):
     assert "line 16" in str(info.value)
 
 
+def test_templates_render_in_the_sandbox(tmp_path, template):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(template.read_text().replace("name: ma_crossover_{{ fast }}_{{ slow }}",
+                                                 'name: "{{ lipsum.__globals__ }}"'))
+    plan = plan_sweep(evil, combinations(spec(parameters={"fast": [5], "slow": [50]})), workspace=template.parent.parent)
+    assert plan.combinations[0].error == (f"{evil}: line 4: template error: "
+                                          f"access to attribute '__globals__' of 'function' object is unsafe.")
+
+
 def test_bad_params_fail_only_their_combination_before_any_cluster(template):
     plan = plan_sweep(template, combinations(spec(parameters={"fast": [0, 10], "slow": [50]})))
     bad, good = plan.combinations

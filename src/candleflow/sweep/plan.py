@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from dask.base import tokenize
 
 from candleflow.components.registry import Registry
@@ -95,20 +94,19 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
 
 
 class _Renderer:
-    """Template text + variables -> validated Strategy, the template compiled once.
+    """The strategy template, compiled once, in jinja2's sandbox like the loader's.
 
-    The YAML is parsed by libyaml when available.  Any failure is redone by the
-    loader, whose errors name the file and the YAML path or template line, so
-    messages are exactly those of ``candleflow run``.
+    Rendering failures are redone by the loader and parsing is the loader's, so
+    every message (file, YAML path, template line) is exactly that of ``candleflow run``.
     """
 
     def __init__(self, text: str, *, file: str) -> None:
         import jinja2
+        from jinja2.sandbox import SandboxedEnvironment
 
         self.text = text
         self.file = file
-        self.yaml_loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+        env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         try:
             self.template: jinja2.Template | None = env.from_string(text)
         except jinja2.TemplateSyntaxError:
@@ -117,12 +115,13 @@ class _Renderer:
     def strategy(self, variables: dict[str, Any]) -> Strategy:
         from candleflow.config.loader import parse_strategy, render_template
 
-        if self.template is not None:
-            try:
-                return Strategy.model_validate(yaml.load(self.template.render(**variables), Loader=self.yaml_loader))
-            except Exception:
-                pass  # fall through to the loader for a precise message
-        return parse_strategy(render_template(self.text, variables, file=self.file), file=self.file)
+        try:
+            rendered = self.template.render(**variables) if self.template is not None else None
+        except Exception:
+            rendered = None
+        if rendered is None:
+            rendered = render_template(self.text, variables, file=self.file)  # raises, naming the line
+        return parse_strategy(rendered, file=self.file)
 
 
 def _compile(renderer: _Renderer, combination: Combination, *, workspace: Path,

@@ -1,10 +1,11 @@
 """What a sweep's Dask tasks run on a worker: one node, or one combination's evaluator.
 
-Each task's static part (the node plan, or the strategy) arrives as bytes made
-by :func:`pack` (cloudpickle), its data (candles, upstream outputs) as Dask
-dependencies.  cloudpickle honours ``register_pickle_by_value``, so workspace
-components (modules no worker can import) travel by value; distributed's own
-serializer tries plain pickle first and would send them by reference.
+Each task's static part (the node plan, or the strategy) arrives as opaque bytes
+made by :func:`pack`, its data (candles, upstream outputs) as Dask dependencies.
+Opaque bytes are serialized once per distinct task, never scanned by Dask for
+keys, and made by cloudpickle, which honours ``register_pickle_by_value``:
+workspace components (modules no worker can import) always travel by value,
+whatever distributed's own serializer would pick.
 """
 
 from __future__ import annotations
