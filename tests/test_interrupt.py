@@ -25,6 +25,7 @@ import pytest
 
 from candleflow.cli import main
 from candleflow.data import generate_candles, write_candles
+from candleflow.results import FILES
 
 SLOW = """\
 import os
@@ -124,9 +125,7 @@ def test_sigint_and_sigterm_mid_run_leave_no_partial_results(tmp_path, monkeypat
         nodes = {node["key"]: node for node in json.loads((ws / "out" / "nodes.json").read_text())}
         assert {key: nodes[key]["cache"] for key in entries} == {key: "hit" for key in entries}
         assert nodes[next(k for k in nodes if k.startswith("slow-"))]["status"] == "ok"
-        assert sorted(p.name for p in (ws / "out").iterdir()) == sorted(
-            ["metrics.json", "trades.csv", "equity.csv", "signals.csv", "indicators.csv", "candles.csv",
-             "nodes.json", "strategy.yaml"])
+        assert set(FILES) <= {p.name for p in (ws / "out").iterdir()}
 
 
 def test_interrupt_while_writing_results_leaves_all_or_nothing(tmp_path, monkeypatch):
