@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     SIGTERM), 1 with a traceback: a bug in candleflow.
     """
     received: list[int] = []
+    _state["debug"] = bool(os.environ.get("CANDLEFLOW_DEBUG"))  # --debug of an earlier in-process call must not stick
     try:
         with _interrupts_as_keyboard_interrupt(received):
             code = app(args=argv, prog_name="candleflow", standalone_mode=False)
