@@ -50,6 +50,7 @@ def workspace(tmp_path, monkeypatch):
     """A workspace (has components/) holding a small valid data file; the cwd, so paths print short."""
     (tmp_path / "components").mkdir()
     write_candles(generate_candles(120, seed=3), tmp_path / "data.csv")
+    monkeypatch.delenv("CANDLEFLOW_DEBUG", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -275,3 +276,4 @@ def test_real_subprocess_exit_code_2_and_no_traceback(workspace):
         assert err == f"error: {message}\n"
         assert proc.returncode == 2
     assert not (workspace / "out").exists()
+

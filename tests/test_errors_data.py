@@ -100,6 +100,7 @@ def workspace(tmp_path, monkeypatch):
     (tmp_path / "components").mkdir()
     (tmp_path / "good.csv").write_text(GOOD_CSV)
     (tmp_path / "s.yaml").write_text(STRATEGY)
+    monkeypatch.delenv("CANDLEFLOW_DEBUG", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -41,6 +41,7 @@ def layout(tmp_path, monkeypatch):
     (ws / "components" / "inside.py").write_text("print('inside')\n")
     (tmp_path / "outside.py").write_text("print('outside')\n")
     (tmp_path / "elsewhere").mkdir()
+    monkeypatch.delenv("CANDLEFLOW_DEBUG", raising=False)
     monkeypatch.chdir(ws)
     return ws.resolve()
 
