@@ -237,7 +237,8 @@ def _interrupts_as_keyboard_interrupt(received: list[int]) -> Iterator[None]:
         received.append(signum)
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in _INTERRUPTED}
+    # a signal the parent set to be ignored (e.g. SIGINT for a background job) stays ignored
+    previous = {sig: signal.signal(sig, handler) for sig in _INTERRUPTED if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:
