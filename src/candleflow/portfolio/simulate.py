@@ -1,11 +1,15 @@
 """The portfolio simulation: one symbol, at most one position, an event loop over bars.
 
-Algorithm: a single pass over the candles (plain Python over lists taken from the
-numpy arrays; no pandas per candle).  The state is a :class:`_Book` holding cash,
-the open position (side, size, entry fill, commission paid, absolute stop-loss and
-take-profit levels) and the log of finished trades.  At each bar the loop fills
-the orders due at that bar, checks the stops, and records cash and the signed
-position at the close; the equity curve is ``cash + position * close`` afterwards.
+Algorithm: an event loop in plain Python over the bars where something can happen;
+no pandas per candle.  The state is a :class:`_Book` holding cash, the open position
+(side, size, entry fill, commission paid, absolute stop-loss and take-profit levels)
+and the log of finished trades.  At a bar where orders fill, the loop fills them and
+checks the stops; between two such bars, while a position with stops is open, numpy
+finds the first bar that touches a level.  No other bar changes cash or position,
+so these are recorded where they change and forward-filled to every bar; the
+equity curve is ``cash + position * close``.  The result is the same, bar for bar,
+as visiting every bar -- but the Python work grows with the number of orders and
+stop exits, not with the number of candles.
 
 How orders fill
 ---------------
@@ -171,35 +175,88 @@ def simulate(
     n = len(candles)
     if len(actions.entry) != n or len(actions.exit) != n:
         raise ValueError(f"actions cover {len(actions.entry)}/{len(actions.exit)} bars, candles {n}")
-    opens, highs, lows, closes = (candles[c].to_numpy(dtype=np.float64).tolist() for c in PRICE_COLUMNS)
-    entries = actions.entry.tolist()
-    exits = actions.exit.tolist()
+    opens, highs, lows, closes = (candles[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS)
+    entries = np.asarray(actions.entry)
+    exits = np.asarray(actions.exit)
     book = _Book(float(initial_cash), execution, sizing, risk)
     has_stops = risk.stop_loss is not None or risk.take_profit is not None
     next_open = execution.fill == "next_open"
-    cash_at = [0.0] * n
-    position_at = [0.0] * n
 
-    for bar in range(n):
-        if next_open and bar and (entries[bar - 1] or exits[bar - 1]):
-            book.act(entries[bar - 1], exits[bar - 1], bar, opens[bar])
+    # Visit only the event bars (where orders fill) and, while a position with stops is open,
+    # the first bar before the next event that touches a level; see the module docstring.
+    flagged = np.flatnonzero((entries != 0) | (exits != 0))
+    if next_open:  # bar i's actions fill at bar i+1's open; the last bar's never fill
+        events = (flagged[flagged < n - 1] + 1).tolist()
+    else:
+        events = flagged.tolist()
+    changed_at: list[int] = []
+    cash_after: list[float] = []
+    position_after: list[float] = []
+    bar = 0
+    for event in [*events, n]:
+        if has_stops and book.side and bar < event:
+            hit = _first_stop_bar(book.side, book.stop, book.target, opens, highs, lows, bar, event)
+            if hit >= 0:
+                price, reason = _stop_exit(book.side, book.stop, book.target, opens.item(hit), highs.item(hit),
+                                           lows.item(hit))
+                book.close(hit, price, reason)
+                changed_at.append(hit)
+                cash_after.append(book.cash)
+                position_after.append(book.side * book.size)
+        if event == n:
+            break
+        bar = event  # the per-bar steps, for an event bar
+        if next_open:
+            book.act(entries.item(bar - 1), exits.item(bar - 1), bar, opens.item(bar))
         if has_stops and book.side:
-            price, reason = _stop_exit(book.side, book.stop, book.target, opens[bar], highs[bar], lows[bar])
+            price, reason = _stop_exit(book.side, book.stop, book.target, opens.item(bar), highs.item(bar),
+                                       lows.item(bar))
             if reason:
                 book.close(bar, price, reason)
-        if not next_open and (entries[bar] or exits[bar]):
-            book.act(entries[bar], exits[bar], bar, closes[bar])
-        cash_at[bar] = book.cash
-        position_at[bar] = book.side * book.size
+        if not next_open:
+            book.act(entries.item(bar), exits.item(bar), bar, closes.item(bar))
+        changed_at.append(bar)
+        cash_after.append(book.cash)
+        position_after.append(book.side * book.size)
+        bar += 1
+
+    # state after bar b = the last change at or before b (the initial state before any)
+    marks = np.zeros(n, dtype=np.int64)
+    marks[changed_at] = 1
+    which = np.cumsum(marks)
+    cash_at = np.array([float(initial_cash), *cash_after], dtype=np.float64)[which]
+    position = np.array([0.0, *position_after], dtype=np.float64)[which]
 
     if book.side:
-        book.log_open_trade(n - 1, closes[-1])
-    position = np.array(position_at, dtype=np.float64)
-    equity = pd.Series(np.array(cash_at) + position * np.array(closes), index=candles.index,
-                       name="equity", dtype=np.float64)
+        book.log_open_trade(n - 1, closes.item(n - 1))
+    equity = pd.Series(cash_at + position * closes, index=candles.index, name="equity", dtype=np.float64)
     trades = _trades_frame(book.trades, candles.index)
     metrics = compute_metrics(equity, trades, position, initial_cash=initial_cash)
     return Simulation(trades=trades, equity=equity, position=position, metrics=metrics)
+
+
+def _first_stop_bar(side: int, stop: float, target: float, opens: np.ndarray, highs: np.ndarray,
+                    lows: np.ndarray, start: int, stop_before: int) -> int:
+    """The first bar in ``start .. stop_before - 1`` at which :func:`_stop_exit` fires, or -1.
+
+    Scans in growing chunks, so a stop hit soon after the entry costs little even when
+    the next event bar is far away.
+    """
+    chunk = 64
+    lo = start
+    while lo < stop_before:
+        hi = min(stop_before, lo + chunk)
+        o, h, l = opens[lo:hi], highs[lo:hi], lows[lo:hi]
+        if side > 0:
+            touched = (o <= stop) | (o >= target) | (l <= stop) | (h >= target)
+        else:
+            touched = (o >= stop) | (o <= target) | (h >= stop) | (l <= target)
+        found = np.flatnonzero(touched)
+        if len(found):
+            return lo + int(found[0])
+        lo = hi
+        chunk *= 4
+    return -1
 
 
 def _stop_exit(side: int, stop: float, target: float, open_: float, high: float, low: float
@@ -235,11 +292,15 @@ _LOGGED = ("side", "size", "entry_bar", "entry_price", "exit_bar", "exit_price",
 
 
 def _trades_frame(rows: list[tuple], index: pd.DatetimeIndex) -> pd.DataFrame:
-    """The trade log as a DataFrame with TRADE_COLUMNS (typed even when empty)."""
-    logged = dict(zip(_LOGGED, zip(*rows))) if rows else dict.fromkeys(_LOGGED, ())
-    frame = pd.DataFrame({name: pd.Series(values, dtype=object) if name in ("side", "exit_reason")
-                          else np.array(values, dtype=np.int64 if name.endswith("_bar") else np.float64)
-                          for name, values in logged.items()})
-    frame["entry_time"] = index[frame["entry_bar"].to_numpy()]
-    frame["exit_time"] = index[frame["exit_bar"].to_numpy()]
-    return frame[TRADE_COLUMNS]
+    """The trade log as a DataFrame with TRADE_COLUMNS (typed even when empty), built in one go."""
+    columns = dict(zip(_LOGGED, zip(*rows))) if rows else dict.fromkeys(_LOGGED, ())
+    entry_bar = np.array(columns["entry_bar"], dtype=np.int64)
+    exit_bar = np.array(columns["exit_bar"], dtype=np.int64)
+    values = {
+        "entry_bar": entry_bar, "entry_time": index[entry_bar],
+        "exit_bar": exit_bar, "exit_time": index[exit_bar],
+        "side": pd.Series(columns["side"], dtype=object),
+        "exit_reason": pd.Series(columns["exit_reason"], dtype=object),
+    }
+    return pd.DataFrame({name: values[name] if name in values else np.array(columns[name], dtype=np.float64)
+                         for name in TRADE_COLUMNS}, copy=False)
