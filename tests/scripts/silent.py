@@ -1,0 +1,2 @@
+# Never prints a marked block.
+print("just chatting")
