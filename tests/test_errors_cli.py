@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from candleflow.cli import main
@@ -277,3 +278,67 @@ def test_real_subprocess_exit_code_2_and_no_traceback(workspace):
         assert proc.returncode == 2
     assert not (workspace / "out").exists()
 
+
+# --- script components that misbehave --------------------------------------------------------------------------------
+# The failing scripts are the script runner's own (tests/scripts/), copied into the workspace: a strategy may only
+# point at scripts inside it.  The runner's own tests check each failure in detail; here each one must come out of
+# the CLI as one line naming the node and the candle, exit 2, no output files.
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPT_STRATEGY = """\
+name: scripted
+symbol: EURUSD
+timeframe: 1h
+data: {path: data.csv}
+signals:
+  - {name: custom, component: script, path: components/%s}
+rules: {entry: {anything: buy}}
+"""
+
+SCRIPT_CASES = [
+    ("raises.py", 'candle 5: script raised ValueError: boom at five (line 5) (Traceback (most recent call last): | '
+                  'File "{ws}/components/raises.py", line 5, in <module> | raise ValueError("boom at five") | '
+                  'ValueError: boom at five)'),
+    ("exits_nonzero.py", "candle 7: script exited with code 3 (giving up)"),
+    ("prints_nothing.py", "candle 11: printed no SIGNAL_START/SIGNAL_END block on any of 12 candles "
+                          "(last stdout: (empty))"),
+    ("garbage.py", "candle 4: invalid JSON between SIGNAL_START and SIGNAL_END: Expecting property name enclosed in "
+                   "double quotes at line 1 column 3 ([{'not': json}])"),
+    ("two_blocks.py", "candle 6: printed 2 SIGNAL_START/SIGNAL_END blocks; expected one per candle "
+                      "(SIGNAL_START | [] | SIGNAL_END | SIGNAL_START | [] | SIGNAL_END)"),
+    ("huge_output.py", "candle 3: printed more than the 1 MiB (1048576 characters) allowed on stdout per candle "
+                       f"({'x' * 200})"),
+    ("sleeps.py", "candle 2: timed out after 1 s (at line 7)"),
+    ("future_timestamp.py", "candle 8: signal timestamp 2024-01-01T09:00:00+00:00 is after the current candle's time "
+                            "2024-01-01T08:00:00+00:00 (look-ahead) ([{\"timestamp\": 1704099600, \"signal_type\": "
+                            "\"peek\", \"strength\": 1.0, \"metadata\": null}])"),
+]
+
+
+@pytest.fixture(scope="module")
+def script_pool():
+    """One warm worker pool for the whole subset, shut down (no process left) at the end."""
+    script = pytest.importorskip("candleflow.components.script")
+    yield
+    script.shutdown_pool()
+
+
+@pytest.fixture
+def script_workspace(workspace, script_pool):
+    candles = generate_candles(12, seed=3)
+    candles.index = pd.date_range("2024-01-01", periods=12, freq="h", tz="UTC", name="time")
+    write_candles(candles, workspace / "data.csv")
+    for script in SCRIPTS.glob("*.py"):
+        shutil.copy(script, workspace / "components" / script.name)
+    (workspace / "components" / "prints_nothing.py").write_text("# prints nothing at all\n")
+    return workspace
+
+
+@pytest.mark.parametrize("script, expected", SCRIPT_CASES, ids=[c[0].removesuffix(".py") for c in SCRIPT_CASES])
+def test_failing_script_component(capsys, script_workspace, script, expected):
+    code, out, err = run_cli(capsys, script_workspace, SCRIPT_STRATEGY % script, "--timeout", "1")
+    assert err == "error: component 'custom': " + expected.replace("{ws}", str(script_workspace)) + "\n"
+    assert err.count("\n") == 1 and code == 2
+    assert "Traceback" not in out and (script == "raises.py" or "Traceback" not in err)
+    out_dir = script_workspace / "out"
+    assert not out_dir.exists() or not any(out_dir.iterdir())
