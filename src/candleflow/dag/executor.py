@@ -116,6 +116,9 @@ def execute(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCac
                 value = run_node(compiled.plans[name], candle_data, upstream, symbol=strategy.symbol,
                                  timeframe=strategy.timeframe, progress=ticker, script_options=script_options)
         except CandleflowError as exc:
+            if name in compiled.plans:  # say which strategy file and YAML entry the failing node is
+                exc.file = exc.file or compiled.file
+                exc.path = exc.path or compiled.plans[name].yaml_path
             finish(name, status="failed", seconds=time.perf_counter() - started, error=str(exc))
             raise
         except BaseException as exc:

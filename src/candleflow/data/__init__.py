@@ -22,4 +22,7 @@ def load_source(source, *, workspace, file: str = "<strategy>"):
     path = Path(source.path)
     if not path.is_absolute():
         path = Path(workspace) / path
+    if not path.is_file():
+        raise ConfigError(f"data file '{source.path}' not found (relative paths start at the workspace {workspace})",
+                          file=file, path="data.path")
     return load_candles(path, format=source.format, start=source.start, end=source.end)

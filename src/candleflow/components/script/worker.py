@@ -223,11 +223,10 @@ def _execute(code: CodeType, path: str, *, component: str, candle: int) -> tuple
     except _OutputTooLarge:
         pass
     except BaseException as exc:  # noqa: BLE001 -- anything the script raises is its failure
-        lines = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
         text = " ".join(str(exc).split())
         text = text if len(text) <= 200 else text[:200] + "..."
         failure = f"script raised {type(exc).__name__}: {text}{_script_line(exc, path)}"
-        detail = _tail(err.getvalue() + "".join(lines))
+        detail = _tail(err.getvalue())  # the exception and its line are in `failure`; add what it printed
     finally:
         namespace.clear()  # break function <-> globals cycles so the candle's data is freed now
     for stream, buffer in (("stdout", out), ("stderr", err)):
