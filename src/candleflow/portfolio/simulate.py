@@ -184,16 +184,20 @@ def simulate(
 
     # Visit only the event bars (where orders fill) and, while a position with stops is open,
     # the first bar before the next event that touches a level; see the module docstring.
-    flagged = np.flatnonzero((entries != 0) | (exits != 0))
+    decided = np.flatnonzero((entries != 0) | (exits != 0))  # bars whose close decided something
     if next_open:  # bar i's actions fill at bar i+1's open; the last bar's never fill
-        events = (flagged[flagged < n - 1] + 1).tolist()
+        decided = decided[decided < n - 1]
+        events = decided + 1
+        fills = opens[events]
     else:
-        events = flagged.tolist()
+        events = decided
+        fills = closes[events]
     changed_at: list[int] = []
     cash_after: list[float] = []
     position_after: list[float] = []
     bar = 0
-    for event in [*events, n]:
+    for event, entry, exit_flags, fill, open_, high, low in _event_rows(n, events, decided, entries, exits, fills,
+                                                                      opens, highs, lows):
         if has_stops and book.side and bar < event:
             hit = _first_stop_bar(book.side, book.stop, book.target, opens, highs, lows, bar, event)
             if hit >= 0:
@@ -207,14 +211,13 @@ def simulate(
             break
         bar = event  # the per-bar steps, for an event bar
         if next_open:
-            book.act(entries.item(bar - 1), exits.item(bar - 1), bar, opens.item(bar))
+            book.act(entry, exit_flags, bar, fill)
         if has_stops and book.side:
-            price, reason = _stop_exit(book.side, book.stop, book.target, opens.item(bar), highs.item(bar),
-                                       lows.item(bar))
+            price, reason = _stop_exit(book.side, book.stop, book.target, open_, high, low)
             if reason:
                 book.close(bar, price, reason)
         if not next_open:
-            book.act(entries.item(bar), exits.item(bar), bar, closes.item(bar))
+            book.act(entry, exit_flags, bar, fill)
         changed_at.append(bar)
         cash_after.append(book.cash)
         position_after.append(book.side * book.size)
@@ -235,15 +238,37 @@ def simulate(
     return Simulation(trades=trades, equity=equity, position=position, metrics=metrics)
 
 
+def _event_rows(n: int, events: np.ndarray, decided: np.ndarray, entries: np.ndarray, exits: np.ndarray,
+                fills: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.ndarray):
+    """Per event bar: (bar, entry, exit flags, fill price, open, high, low) as Python scalars,
+    then a sentinel row for bar ``n`` (the end of data)."""
+    columns = (events, entries[decided], exits[decided], fills, opens[events], highs[events], lows[events])
+    yield from zip(*(column.tolist() for column in columns))
+    yield (n, 0, 0, math.nan, math.nan, math.nan, math.nan)
+
+
+_SCAN_IN_PYTHON = 32  # bars; shorter stretches are cheaper to scan without numpy's per-call cost
+
+
 def _first_stop_bar(side: int, stop: float, target: float, opens: np.ndarray, highs: np.ndarray,
                     lows: np.ndarray, start: int, stop_before: int) -> int:
     """The first bar in ``start .. stop_before - 1`` at which :func:`_stop_exit` fires, or -1.
 
-    Scans in growing chunks, so a stop hit soon after the entry costs little even when
-    the next event bar is far away.
+    The first few bars are checked one by one; after that numpy scans growing chunks,
+    so a stop hit soon after the entry costs little even when the next event is far away.
     """
+    end = min(stop_before, start + _SCAN_IN_PYTHON)
+    bars = zip(range(start, end), opens[start:end].tolist(), highs[start:end].tolist(), lows[start:end].tolist())
+    if side > 0:
+        for bar, o, h, l in bars:
+            if o <= stop or o >= target or l <= stop or h >= target:
+                return bar
+    else:
+        for bar, o, h, l in bars:
+            if o >= stop or o <= target or h >= stop or l <= target:
+                return bar
     chunk = 64
-    lo = start
+    lo = start + _SCAN_IN_PYTHON
     while lo < stop_before:
         hi = min(stop_before, lo + chunk)
         o, h, l = opens[lo:hi], highs[lo:hi], lows[lo:hi]
