@@ -1,0 +1,179 @@
+"""What the content-hash node cache saves: cold run, fees-only re-run, identical re-run.
+
+For each strategy, one sequence of three end-to-end ``run_backtest`` calls on the same
+candles and the same cache:
+
+1. **cold**: a fresh cache, every node computed;
+2. **fees changed**: the same strategy with another commission -- only the evaluator's
+   key changes, so every indicator and signal node is a cache hit and only the
+   evaluator (rules -> simulation -> metrics) runs;
+3. **identical**: the fees-changed strategy again -- every node a hit.
+
+Then the same with the on-disk cache: run 1 writes into a temporary folder, and runs 2
+and 3 each use a *fresh* ``NodeCache`` on that folder (empty memory), so their hits are
+read back from disk -- what a second ``candleflow run`` process sees.
+
+The sequence is repeated ``--repeat`` times with fresh caches; each stage's best time is
+reported, end to end and split into ``run_backtest``'s three steps: ``prepare`` (YAML load
+and compile), ``load_data`` (candle validation) and ``run_compiled`` (hashing, the Dask
+graph, the nodes).  The cache can only save node time inside ``run_compiled``; the
+identical re-run shows what every run pays regardless.
+
+Strategies: ``sma`` is the peers benchmark (SMA 20/50 crossover; cheap nodes), ``mixed``
+adds an EMA, an RSI (incremental: a Python update per candle), Bollinger bands and MACD
+feeding four signal nodes, with stops.
+
+    python benchmarks/cache.py [--candles 8760] [--repeat 5] [--strategies sma,mixed]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+MIXED_YAML = """\
+name: mixed_bench
+symbol: SYNTH
+timeframe: 1h
+data: {{sample: eurusd_1h}}    # replaced by the benchmark's candles
+indicators:
+  - {{name: sma_fast, component: sma, params: {{period: 20}}}}
+  - {{name: sma_slow, component: sma, params: {{period: 50}}}}
+  - {{name: ema_trend, component: ema, params: {{period: 200}}}}
+  - {{name: rsi, component: rsi, params: {{period: 14}}}}
+  - {{name: bb, component: bollinger, params: {{period: 20, stddev: 2.0}}}}
+  - {{name: macd, component: macd, params: {{fast: 12, slow: 26, signal: 9}}}}
+signals:
+  - {{name: cross, component: ma_crossover, inputs: [sma_fast, sma_slow]}}
+  - {{name: trend, component: ma_crossover, inputs: [sma_slow, ema_trend]}}
+  - {{name: extremes, component: rsi_threshold, inputs: [rsi], params: {{lower: 30, upper: 70}}}}
+  - {{name: bands, component: bollinger_breakout, inputs: {{upper: bb.upper, lower: bb.lower}}}}
+  - {{name: momentum, component: ma_crossover, inputs: [macd.macd, macd.signal]}}
+rules:
+  entry: {{cross.golden_cross: buy, extremes.oversold: buy, cross.death_cross: sell}}
+  exit: {{bands.breakout_up: close_long, trend.death_cross: close_long, momentum.golden_cross: close_short}}
+execution: {{fill: next_open, commission: {commission}, spread: 0.00008, slippage: 0.00001}}
+sizing: {{method: fraction, value: 1.0}}
+risk: {{stop_loss: 0.01, take_profit: 0.02, allow_short: true}}
+initial_cash: 100000
+"""
+
+COMMISSIONS = (0.001, 0.0005)  # cold run, then the fees-changed and identical re-runs
+
+
+def write(folder: Path, strategy: str, commission: float) -> Path:
+    if strategy == "sma":
+        return C.write_strategy(folder, commission=commission, name=f"sma_{commission}.yaml")
+    path = folder / f"mixed_{commission}.yaml"
+    path.write_text(MIXED_YAML.format(commission=commission), encoding="utf-8")
+    return path
+
+
+STAGES = ("cold", "fees changed", "identical")
+PARTS = ("total", "prepare", "load_data", "run_compiled")
+
+
+def run_timed(path: Path, candles, cache, folder: Path) -> tuple[dict[str, float], dict]:
+    """``run_backtest``'s three steps, each timed: prepare (YAML + compile), load_data, run_compiled."""
+    from candleflow.backtest import load_data, prepare, run_compiled
+
+    t0 = time.perf_counter()
+    compiled, text = prepare(path, workspace=folder)
+    t1 = time.perf_counter()
+    data = load_data(compiled, candles)
+    t2 = time.perf_counter()
+    result = run_compiled(compiled, data, cache=cache, source_text=text)
+    t3 = time.perf_counter()
+    return dict(total=t3 - t0, prepare=t1 - t0, load_data=t2 - t1, run_compiled=t3 - t2), result.stats
+
+
+def sequence(candles, folder: Path, strategy: str, *, disk: bool) -> tuple[list[tuple[str, dict, dict]], int]:
+    """One cold / fees-changed / identical sequence: (stage, seconds by part, node stats) rows, cache bytes."""
+    from candleflow.dag.cache import NodeCache
+
+    first, second = (write(folder, strategy, c) for c in COMMISSIONS)
+    cache_dir = C.workspace() if disk else None
+
+    def new_cache():
+        return NodeCache(cache_dir.name) if disk else NodeCache()
+
+    shared = new_cache()
+    rows = []
+    for stage, path in zip(STAGES, (first, second, second)):
+        cache = new_cache() if disk else shared  # disk: a fresh NodeCache (empty memory) reads the folder
+        seconds, stats = run_timed(path, candles, cache, folder)
+        rows.append((stage, seconds, stats))
+    size = 0
+    if cache_dir is not None:
+        size = sum(p.stat().st_size for p in Path(cache_dir.name).rglob("*.pkl"))
+        cache_dir.cleanup()
+    return rows, size
+
+
+def report(candles, strategy: str, repeat: int, *, disk: bool) -> dict[str, float]:
+    from candleflow.backtest import run_backtest
+    from candleflow.dag.cache import NodeCache
+
+    tmp = C.workspace()
+    folder = Path(tmp.name)
+    run_backtest(write(folder, strategy, COMMISSIONS[0]), data=candles, cache=NodeCache(), workspace=folder)  # warm-up
+    best = {stage: dict.fromkeys(PARTS, float("inf")) for stage in STAGES}
+    for _ in range(max(1, repeat)):
+        rows, size = sequence(candles, folder, strategy, disk=disk)
+        for stage, seconds, _ in rows:
+            for part in PARTS:
+                best[stage][part] = min(best[stage][part], seconds[part])
+    tmp.cleanup()
+
+    where = "on-disk cache (a fresh NodeCache on the same folder for each re-run)" if disk else "in-memory cache"
+    print(f"[{strategy}] {where}")
+    print(f"  {'stage':<13} {'end to end':>10} {'vs cold':>8} {'prepare':>9} {'load_data':>10} {'run_compiled':>13} "
+          f"{'vs cold':>8}  hits  computed nodes (own time, last sequence)")
+    for stage, _, stats in rows:
+        b = best[stage]
+        hits = sum(s.cache == "hit" for s in stats.values())
+        computed = ", ".join(f"{n} {C.fmt_s(s.seconds).strip()}" for n, s in stats.items() if s.cache != "hit")
+        print(f"  {stage:<13} {C.fmt_s(b['total']):>10} {best['cold']['total'] / b['total']:>7.1f}x "
+              f"{C.fmt_s(b['prepare']):>9} {C.fmt_s(b['load_data']):>10} {C.fmt_s(b['run_compiled']):>13} "
+              f"{best['cold']['run_compiled'] / b['run_compiled']:>7.1f}x  {hits:>2}/{len(stats):<2} {computed or '-'}")
+    if disk:
+        print(f"  cache folder after one sequence: {size / 1e6:.2f} MB of pickles")
+    return dict(end_to_end=best["cold"]["total"] / best["fees changed"]["total"],
+                execution=best["cold"]["run_compiled"] / best["fees changed"]["run_compiled"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = C.base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--strategies", default="sma,mixed", help="comma-separated: sma, mixed (default both)")
+    args = parser.parse_args(argv)
+    strategies = [s for s in args.strategies.split(",") if s]
+    if not strategies or any(s not in ("sma", "mixed") for s in strategies):
+        parser.error("--strategies takes sma and/or mixed")
+
+    from candleflow.data import generate_candles
+
+    candles = generate_candles(args.candles, seed=args.seed)
+    print(f"cache: cold vs fees-only vs identical re-run, end to end (run_backtest), {len(candles)} hourly candles "
+          f"(seed {args.seed}), best of {args.repeat}")
+    print(C.environment())
+    results = []
+    for strategy in strategies:
+        for disk in (False, True):
+            print()
+            results.append((strategy, disk, report(candles, strategy, args.repeat, disk=disk)))
+    print()
+    for strategy, disk, ratio in results:
+        label = f"{strategy}, {'disk' if disk else 'memory'}"
+        verdict = "MET " if ratio["end_to_end"] >= 5 else "MISSED"
+        print(f"target {verdict}  evaluator-only re-run >= 5x faster than cold [{label}]: "
+              f"{ratio['end_to_end']:.1f}x end to end, {ratio['execution']:.1f}x in run_compiled")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
