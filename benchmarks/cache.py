@@ -23,7 +23,7 @@ Strategies: ``sma`` is the peers benchmark (SMA 20/50 crossover; cheap nodes), `
 adds an EMA, an RSI (incremental: a Python update per candle), Bollinger bands and MACD
 feeding four signal nodes, with stops.
 
-    python benchmarks/cache.py [--candles 8760] [--repeat 5] [--strategies sma,mixed]
+    python benchmarks/cache.py [--candles 8760] [--repeat 5] [--strategies sma,mixed] [--profile]
 """
 
 from __future__ import annotations
@@ -147,9 +147,61 @@ def report(candles, strategy: str, repeat: int, *, disk: bool) -> dict[str, floa
                 execution=best["cold"]["run_compiled"] / best["fees changed"]["run_compiled"])
 
 
+PROFILED = [  # (label, file suffix, function): where a fees-only re-run spends its time
+    ("run_backtest", "candleflow/backtest.py", "run_backtest"),
+    ("  prepare: YAML load + compile", "candleflow/backtest.py", "prepare"),
+    ("    YAML parse + schema (load_strategy)", "candleflow/config/loader.py", "load_strategy"),
+    ("      yaml.load (pure-Python SafeLoader)", "yaml/__init__.py", "load"),
+    ("    compile_strategy", "candleflow/dag/compiler.py", "compile_strategy"),
+    ("      Registry.default (describe built-ins)", "candleflow/components/registry.py", "default"),
+    ("      validate_params (pydantic create_model)", "candleflow/components/registry.py", "validate_params"),
+    ("  load_data: validate_candles", "candleflow/data/loader.py", "validate_candles"),
+    ("  run_compiled", "candleflow/backtest.py", "run_compiled"),
+    ("    node_keys (hash params, upstream keys)", "candleflow/dag/executor.py", "node_keys"),
+    ("    evaluate (the one node recomputed)", "candleflow/nodes/evaluator.py", "evaluate"),
+    ("      simulate", "candleflow/portfolio/simulate.py", "simulate"),
+    ("        compute_metrics", "candleflow/portfolio/metrics.py", "compute_metrics"),
+]
+
+
+def profile(candles, strategy: str, runs: int) -> None:
+    """cProfile the fees-changed re-run (sync scheduler, so the evaluator runs in the profiled thread)."""
+    import cProfile
+    import pstats
+
+    from candleflow.backtest import run_backtest
+    from candleflow.dag.cache import NodeCache
+
+    tmp = C.workspace()
+    folder = Path(tmp.name)
+    first, second = (write(folder, strategy, c) for c in COMMISSIONS)
+    profiler = cProfile.Profile()
+    for _ in range(runs):
+        cache = NodeCache()
+        run_backtest(first, data=candles, cache=cache, workspace=folder, scheduler="sync")
+        profiler.enable()
+        run_backtest(second, data=candles, cache=cache, workspace=folder, scheduler="sync")
+        profiler.disable()
+    tmp.cleanup()
+    table = pstats.Stats(profiler).stats  # (file, line, function) -> (cc, nc, tottime, cumtime, callers)
+    cumulative = {}
+    for (file, _, function), (_, _, _, cumtime, _) in table.items():
+        for label, suffix, name in PROFILED:
+            if function == name and file.replace("\\", "/").endswith(suffix):
+                cumulative[label] = cumulative.get(label, 0.0) + cumtime
+    total = cumulative.get("run_backtest", 0.0)
+    print(f"[{strategy}] cProfile of the fees-changed re-run (sync scheduler), mean of {runs} runs, "
+          f"times inflated by the profiler")
+    for label, _, _ in PROFILED:
+        if label in cumulative:
+            print(f"  {label:<46} {C.fmt_s(cumulative[label] / runs):>10} {cumulative[label] / total:>5.0%}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--strategies", default="sma,mixed", help="comma-separated: sma, mixed (default both)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also cProfile the fees-changed re-run: where its time goes")
     args = parser.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     if not strategies or any(s not in ("sma", "mixed") for s in strategies):
@@ -166,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         for disk in (False, True):
             print()
             results.append((strategy, disk, report(candles, strategy, args.repeat, disk=disk)))
+    if args.profile:
+        for strategy in strategies:
+            print()
+            profile(candles, strategy, max(5, args.repeat))
     print()
     for strategy, disk, ratio in results:
         label = f"{strategy}, {'disk' if disk else 'memory'}"
