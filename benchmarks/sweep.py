@@ -3,15 +3,17 @@
 Grid: fast SMA 4..22 step 2 (10 values) x slow SMA 30..90 step 15 (5) x stop-loss 0.5..2 % (4),
 ``strategies/ma_crossover_sweep.yaml`` on the bundled ``eurusd_1h`` sample.
 
-* **sequential**: ``run_backtest`` per combination in this process, the candles loaded once and one
-  in-memory ``NodeCache`` shared by all runs, so equal indicators and signals are computed once here
-  too (the fairest sequential baseline);
+* **sequential**: ``run_backtest`` per combination in this process on candles loaded once, twice:
+  with no cache (every node of every combination computed: what a plain loop does), and with one
+  in-memory ``NodeCache`` shared by all runs (equal indicators and signals computed once: the
+  fairest sequential baseline);
 * **sweep**: ``run_sweep`` on an embedded ``LocalCluster`` (``--workers`` processes, 1 thread
-  each): one Dask graph, indicator tasks deduplicated by content hash.
+  each): one Dask graph, indicator tasks deduplicated by content hash.  Its time includes
+  compiling every combination on the client.
 
-Both are timed in the same run, after one warm-up (imports) on each side; the cluster's start-up is
-reported apart.  The two must agree on every metric.  Prints both times, the speed-up, and how many
-indicator and signal tasks the graph deduplicated.
+Everything is timed in the same run, after one warm-up (imports) on each side; the cluster's
+start-up is reported apart.  All must agree on every metric.  Prints the times, the speed-ups,
+and how many indicator and signal tasks the graph deduplicated.
 
     python benchmarks/sweep.py [--workers 2]
 """
@@ -37,13 +39,13 @@ GRID = {
 }
 
 
-def sequential(spec, candles) -> tuple[float, dict[tuple, dict]]:
+def sequential(spec, candles, *, shared_cache: bool) -> tuple[float, dict[tuple, dict]]:
     """Every combination through ``run_backtest``, one after another; seconds and metrics by parameters."""
     from candleflow.backtest import run_backtest
     from candleflow.dag.cache import NodeCache
     from candleflow.sweep import combinations
 
-    cache = NodeCache()
+    cache = NodeCache() if shared_cache else None
     started = time.perf_counter()
     metrics = {tuple(c.params.values()): run_backtest(TEMPLATE, variables=c.variables, data=candles, cache=cache).metrics
                for c in combinations(spec)}
@@ -75,7 +77,9 @@ def main() -> None:
     candles = sample_candles("eurusd_1h")
     n = len(combinations(spec))
     run_backtest(TEMPLATE, variables={"fast": 10, "slow": 50}, data=candles, cache=None)  # warm-up: imports
-    seq_seconds, seq_metrics = sequential(spec, candles)
+    plain_seconds, plain_metrics = sequential(spec, candles, shared_cache=False)
+    seq_seconds, seq_metrics = sequential(spec, candles, shared_cache=True)
+    assert plain_metrics.keys() == seq_metrics.keys()
 
     started = time.perf_counter()
     with connect(workers=args.workers) as client:
@@ -86,16 +90,19 @@ def main() -> None:
     assert len(frame) == n and frame["error"].isna().all(), frame["error"].dropna().tolist()[:3]
     names = list(spec.parameters)
     for row in frame.to_dict("records"):
-        expected = seq_metrics[tuple(row[p] for p in names)]
-        assert all(same(row[k], v) for k, v in expected.items()), row
+        key = tuple(row[p] for p in names)
+        for expected in (plain_metrics[key], seq_metrics[key]):
+            assert all(same(row[k], v) for k, v in expected.items()), row
 
     sizes = " x ".join(f"{name} {len(values)}" for name, values in spec.values().items())
     print(f"{n} combinations ({sizes}) on eurusd_1h ({len(candles):,} candles), {os.cpu_count()} CPUs")
-    print(f"sequential run_backtest, in-process:   {seq_seconds:7.2f} s  ({seq_seconds / n * 1000:.0f} ms a combination)")
-    print(f"sweep, LocalCluster {args.workers} workers:        {result.seconds:7.2f} s  "
+    print(f"sequential run_backtest, no cache:      {plain_seconds:7.2f} s  ({plain_seconds / n * 1000:.0f} ms a combination)")
+    print(f"sequential run_backtest, shared cache:  {seq_seconds:7.2f} s  ({seq_seconds / n * 1000:.0f} ms a combination)")
+    print(f"sweep, LocalCluster {args.workers} workers:         {result.seconds:7.2f} s  "
           f"(+ {startup:.2f} s cluster start-up)")
-    print(f"speed-up: {seq_seconds / result.seconds:.2f}x  "
-          f"({seq_seconds / (result.seconds + startup):.2f}x including the start-up)")
+    print(f"speed-up: {plain_seconds / result.seconds:.2f}x vs no cache, {seq_seconds / result.seconds:.2f}x vs shared "
+          f"cache ({plain_seconds / (result.seconds + startup):.2f}x, "
+          f"{seq_seconds / (result.seconds + startup):.2f}x including the start-up)")
     for kind in ("indicator", "signal"):
         uses, tasks = result.shared[kind]
         print(f"{kind} tasks: {tasks} for {uses} uses ({result.deduplicated(kind)} deduplicated)")

@@ -7,10 +7,12 @@ Algorithm
    fail to compile become error rows here; with ``fail_fast`` the first one
    stops the sweep before any cluster starts.
 2. Submit the one graph for its distinct metrics keys (``Client.get(...,
-   sync=False)``) and walk ``distributed.as_completed``: each finished key fills
-   the combinations it serves and advances the progress.  A failed task fails
-   only the combinations above it (its message goes in their rows); with
-   ``fail_fast`` the first failure cancels the rest and raises.
+   sync=False)``) and walk ``distributed.as_completed``: each finished key
+   advances the progress by the combinations it serves, the first one's metrics
+   are checked for the rank metric, and the results are gathered in one batch
+   at the end.  A failed task fails only the combinations above it (its message
+   goes in their rows); with ``fail_fast`` the first failure cancels the rest
+   and raises.
 3. One row per combination (symbol, every parameter, every metric, error),
    stably sorted best-first by the rank metric, NaN and errors last.
 
@@ -22,6 +24,7 @@ lineage on the others, and each combination still appears exactly once.
 from __future__ import annotations
 
 import time
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -114,21 +117,24 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
         on_progress(done, total)
     futures = client.get(plan.graph, plan.metric_keys, sync=False)
     outcomes: dict[str, dict[str, Any] | str] = {}
+    rank_checked = False
     try:
         for future in as_completed(futures, loop=client.loop):
-            try:
-                metrics = future.result()
-            except Exception as exc:  # a component's error, a dead worker, ...: this key's rows only
-                outcomes[future.key] = error_text(exc)
+            if future.status != "finished":  # a component's error, a dead worker, ...: this key's rows only
+                outcomes[future.key] = error_text(future.exception() if future.status == "error"
+                                                  else CancelledError(future.status))
                 if fail_fast:
-                    raise _stopped(users[future.key][0], outcomes[future.key]) from None
-            else:
+                    raise _stopped(users[future.key][0], outcomes[future.key])
+            elif not rank_checked:  # the first result says which metrics exist
+                metrics = future.result()
                 if rank.by not in metrics:
                     raise ConfigError(f"cannot rank by '{rank.by}': not a metric (metrics: {', '.join(metrics)})")
-                outcomes[future.key] = metrics
+                rank_checked = True
             done += len(users[future.key])
             if on_progress:
                 on_progress(done, total)
+        finished = [f for f in futures if f.status == "finished"]
+        outcomes.update(zip((f.key for f in finished), client.gather(finished)))  # one batched transfer
     finally:
         client.cancel([f for f in futures if not f.done()])
     return outcomes
