@@ -1,5 +1,7 @@
 """A real Dask cluster for tests: a scheduler and N workers started with the distributed CLI on 127.0.0.1.
 
+Every port, the HTTP (health) servers' included, is a free one on 127.0.0.1.
+
 Each process gets its own session (process group), so :meth:`Cluster.stop` kills
 each one with whatever it started, and never anything else.
 """
@@ -55,12 +57,13 @@ def start_cluster(folder: Path, *, workers: int = 2) -> Cluster:
     try:
         cluster.processes.append(_spawn(folder, "scheduler", [
             "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-            "--scheduler-file", str(scheduler_file)]))
+            "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)]))
         cluster.address = _wait_for_address(scheduler_file, cluster.processes[0])
         for i in range(workers):
             cluster.processes.append(_spawn(folder, f"worker{i}", [
                 "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file), "--host", "127.0.0.1",
-                "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"worker{i}",
+                "--nthreads", "1", "--no-nanny", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                "--name", f"worker{i}",
                 "--local-directory", str(folder / f"worker{i}")]))
         with Client(cluster.address, timeout=START_TIMEOUT, set_as_default=False) as client:
             client.wait_for_workers(workers, timeout=START_TIMEOUT)

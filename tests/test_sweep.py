@@ -116,7 +116,7 @@ def test_failing_combinations_become_error_rows(local_client, workspace):
     result = run_sweep(workspace / "sweep.yaml", grid(fast=[0, 5, 13], slow=[20]), client=local_client)
     rows = result.frame.set_index("fast")
     assert "indicators[0].params.period: Input should be greater than or equal to 1" in rows.loc[0, "error"]
-    assert rows.loc[13, "error"] == "component 'fast': ValueError: 13 is unlucky"
+    assert rows.loc[13, "error"] == f"{workspace / 'sweep.yaml'}: indicators[0]: component 'fast': ValueError: 13 is unlucky"
     assert pd.isna(rows.loc[5, "error"]) and not math.isnan(rows.loc[5, "total_return"])
     assert result.frame["fast"].tolist()[0] == 5  # successes first
     assert result.failed == 2
@@ -155,8 +155,8 @@ def test_fail_fast_exits_2_with_one_line(real_cluster, workspace, repo, tmp_path
                  "--scheduler", real_cluster.address, "--fail-fast"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert err[0] == ("error: combination fast=13, slow=20 failed (--fail-fast): "
-                      "component 'fast': ValueError: 13 is unlucky")
+    assert err[0] == (f"error: combination fast=13, slow=20 failed (--fail-fast): {workspace / 'sweep.yaml'}: "
+                      f"indicators[0]: component 'fast': ValueError: 13 is unlucky")
     (tmp_path / "compile.yaml").write_text("parameters: {fast: [0, 10], slow: [50]}\n")
     code = main(["sweep", str(repo / "strategies" / "ma_crossover_sweep.yaml"), "--grid",
                  str(tmp_path / "compile.yaml"), "--fail-fast"])  # stops before any cluster starts

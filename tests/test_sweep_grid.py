@@ -125,7 +125,7 @@ def test_cli_when_every_combination_fails_writes_rows_and_exits_2(tmp_path, temp
     out = tmp_path / "r.csv"
     assert main(["sweep", str(template), "--grid", str(grid), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: all 1 combinations failed; the first: ")
+    assert len(err) == 1 and err[0].startswith("error: all 1 combinations failed; first: combination fast=0, slow=0: ")
     assert "params.period" in pd.read_csv(out)["error"][0]
 
 

@@ -190,7 +190,7 @@ def sweep(
         result.write(out)
     print_top(result, top=top, out=out)
     if result.failed == len(result.frame):
-        raise CandleflowError(f"all {result.failed} combinations failed; the first: {result.frame['error'].iloc[0]}")
+        raise CandleflowError(f"all {result.failed} combinations failed; first: {result.first_failure()}")
 
 
 @app.command()

@@ -39,7 +39,8 @@ def connect(*, scheduler: str | None = None, workers: int | None = None) -> Iter
             stack.enter_context(dask.config.set({"distributed.worker.daemon": False}))  # also for restarts
             cluster = stack.enter_context(LocalCluster(
                 n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.CRITICAL))
+                dashboard_address=None, silence_logs=logging.CRITICAL,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))  # its health endpoint: any free local port
             yield stack.enter_context(Client(cluster, set_as_default=False))
         return
     if workers is not None:

@@ -181,7 +181,7 @@ def _add_nodes(compiled: CompiledStrategy, candles_key: str, plan: SweepPlan) ->
             packed = pack(strategy, upstream)
             task = metrics_task
         else:
-            packed = pack(compiled.plans[name], strategy.symbol, strategy.timeframe, upstream)
+            packed = pack(compiled.plans[name], strategy.symbol, strategy.timeframe, upstream, compiled.file)
             task = node_task
         plan.graph[keys[name]] = (task, packed, candles_key, *(keys[p] for p in upstream))
     return keys[EVALUATOR]

@@ -61,6 +61,15 @@ class SweepResult:
     def failed(self) -> int:
         return int(self.frame["error"].notna().sum())
 
+    def first_failure(self) -> str | None:
+        """``combination fast=0, slow=50: <error>`` for the first failed row, None if none failed."""
+        failed = self.frame[self.frame["error"].notna()]
+        if failed.empty:
+            return None
+        row = failed.iloc[0]
+        names = ["symbol", *self.parameters] if pd.notna(row["symbol"]) else self.parameters
+        return f"combination {', '.join(f'{n}={row[n]}' for n in names)}: {row['error']}"
+
     def write(self, path: str | Path) -> Path:
         """Write the table atomically as CSV or Parquet (by the file's suffix)."""
         from candleflow.sweep.output import write_table

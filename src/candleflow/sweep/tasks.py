@@ -24,11 +24,21 @@ def pack(*static: Any) -> bytes:
 
 
 def node_task(packed: bytes, candles: pd.DataFrame, *upstream_values: Any) -> pd.Series | pd.DataFrame:
-    """Compute one indicator/signal node; ``packed`` holds (plan, symbol, timeframe, upstream names)."""
+    """Compute one indicator/signal node; ``packed`` holds (plan, symbol, timeframe, upstream names, file).
+
+    A failure names the strategy file and the node's YAML entry, as in ``candleflow run``.
+    """
+    from candleflow.errors import CandleflowError
     from candleflow.nodes.compute import run_node
 
-    plan, symbol, timeframe, upstream_names = pickle.loads(packed)
-    return run_node(plan, candles, dict(zip(upstream_names, upstream_values)), symbol=symbol, timeframe=timeframe)
+    plan, symbol, timeframe, upstream_names, file = pickle.loads(packed)
+    try:
+        return run_node(plan, candles, dict(zip(upstream_names, upstream_values)), symbol=symbol,
+                        timeframe=timeframe)
+    except CandleflowError as exc:
+        exc.file = exc.file or file
+        exc.path = exc.path or plan.yaml_path
+        raise
 
 
 def metrics_task(packed: bytes, candles: pd.DataFrame, *signal_frames: pd.DataFrame) -> dict[str, float]:
