@@ -47,16 +47,19 @@ def sequential(spec, candles, *, shared_cache: bool) -> tuple[float, dict[tuple,
 
     cache = NodeCache() if shared_cache else None
     started = time.perf_counter()
-    metrics = {tuple(c.params.values()): run_backtest(TEMPLATE, variables=c.variables, data=candles, cache=cache).metrics
+    metrics = {tuple(c.params.values()):
+               run_backtest(TEMPLATE, variables=c.variables, data=candles, cache=cache).metrics
                for c in combinations(spec)}
     return time.perf_counter() - started, metrics
 
 
 def warm_worker() -> None:
     """Import what a sweep task needs, so the timing compares steady states on both sides."""
-    import candleflow.nodes.compute  # noqa: F401
-    import candleflow.nodes.evaluator  # noqa: F401
-    import candleflow.portfolio.simulate  # noqa: F401
+    import importlib
+
+    for module in ("candleflow.sweep.tasks", "candleflow.nodes.compute", "candleflow.nodes.evaluator",
+                   "candleflow.portfolio.simulate"):
+        importlib.import_module(module)
 
 
 def same(a: float, b: float) -> bool:
@@ -96,8 +99,8 @@ def main() -> None:
 
     sizes = " x ".join(f"{name} {len(values)}" for name, values in spec.values().items())
     print(f"{n} combinations ({sizes}) on eurusd_1h ({len(candles):,} candles), {os.cpu_count()} CPUs")
-    print(f"sequential run_backtest, no cache:      {plain_seconds:7.2f} s  ({plain_seconds / n * 1000:.0f} ms a combination)")
-    print(f"sequential run_backtest, shared cache:  {seq_seconds:7.2f} s  ({seq_seconds / n * 1000:.0f} ms a combination)")
+    for label, seconds in (("no cache:    ", plain_seconds), ("shared cache:", seq_seconds)):
+        print(f"sequential run_backtest, {label}  {seconds:7.2f} s  ({seconds / n * 1000:.0f} ms a combination)")
     print(f"sweep, LocalCluster {args.workers} workers:         {result.seconds:7.2f} s  "
           f"(+ {startup:.2f} s cluster start-up)")
     print(f"speed-up: {plain_seconds / result.seconds:.2f}x vs no cache, {seq_seconds / result.seconds:.2f}x vs shared "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import textwrap
 
 import pandas as pd
 import pytest
@@ -116,7 +115,8 @@ def test_failing_combinations_become_error_rows(local_client, workspace):
     result = run_sweep(workspace / "sweep.yaml", grid(fast=[0, 5, 13], slow=[20]), client=local_client)
     rows = result.frame.set_index("fast")
     assert "indicators[0].params.period: Input should be greater than or equal to 1" in rows.loc[0, "error"]
-    assert rows.loc[13, "error"] == f"{workspace / 'sweep.yaml'}: indicators[0]: component 'fast': ValueError: 13 is unlucky"
+    assert rows.loc[13, "error"] == (f"{workspace / 'sweep.yaml'}: indicators[0]: "
+                                     f"component 'fast': ValueError: 13 is unlucky")
     assert pd.isna(rows.loc[5, "error"]) and not math.isnan(rows.loc[5, "total_return"])
     assert result.frame["fast"].tolist()[0] == 5  # successes first
     assert result.failed == 2

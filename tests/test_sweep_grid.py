@@ -89,7 +89,8 @@ def test_templates_render_in_the_sandbox(tmp_path, template):
     evil = tmp_path / "evil.yaml"
     evil.write_text(template.read_text().replace("name: ma_crossover_{{ fast }}_{{ slow }}",
                                                  'name: "{{ lipsum.__globals__ }}"'))
-    plan = plan_sweep(evil, combinations(spec(parameters={"fast": [5], "slow": [50]})), workspace=template.parent.parent)
+    plan = plan_sweep(evil, combinations(spec(parameters={"fast": [5], "slow": [50]})),
+                      workspace=template.parent.parent)
     assert plan.combinations[0].error == (f"{evil}: line 4: template error: "
                                           f"access to attribute '__globals__' of 'function' object is unsafe.")
 
