@@ -73,8 +73,10 @@ def test_merge_keys_may_be_overridden():
 
 
 def test_the_loader_is_a_safe_loader():
-    """No YAML tag can build a Python object: the loader is yaml.SafeLoader, plus the duplicate-key check."""
-    assert issubclass(StrictSafeLoader, yaml.SafeLoader)
+    """No YAML tag can build a Python object: the loader is yaml's safe loader (C or Python), plus the duplicate-key check."""
+    assert issubclass(StrictSafeLoader, (yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    assert issubclass(StrictSafeLoader, yaml.constructor.SafeConstructor)
+    assert not issubclass(StrictSafeLoader, yaml.constructor.FullConstructor)
     assert not [tag for tag in StrictSafeLoader.yaml_constructors if tag and "python" in tag]
     assert not StrictSafeLoader.yaml_multi_constructors  # where yaml.Loader hooks python/object:...
     assert error("!!python/object/apply:os.getcwd []\n") == (

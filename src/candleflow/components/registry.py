@@ -78,7 +78,18 @@ class Component:
         return model.model_dump()
 
 
+_PARAM_MODELS: dict[Any, type[BaseModel]] = {}
+
+
 def _params_model(component: Component) -> type[BaseModel]:
+    """The pydantic model of ``component``'s params, built once per component."""
+    model = _PARAM_MODELS.get(component.target)
+    if model is None:
+        model = _PARAM_MODELS[component.target] = _build_params_model(component)
+    return model
+
+
+def _build_params_model(component: Component) -> type[BaseModel]:
     fields = {}
     for name, param in component.params.items():
         annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
