@@ -26,6 +26,7 @@ registry is mutated at import time: :class:`Registry` holds what a run uses.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -115,8 +116,9 @@ def _declare(kind, name, **extra):
     return mark
 
 
+@functools.lru_cache(maxsize=None)
 def describe(target: Callable[..., Any], *, origin: str = "builtin") -> Component:
-    """Build the :class:`Component` for a decorated function or class."""
+    """Build the :class:`Component` for a decorated function or class (once per target)."""
     meta = getattr(target, _MARK)
     if inspect.isclass(target):
         mode = "incremental"
@@ -202,6 +204,13 @@ class Registry:
 
 def declares_components(path: Path) -> bool:
     """True if the file uses ``@indicator``/``@signal`` (a static check, nothing is run)."""
+    stat = path.stat()
+    return _declares_components(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _declares_components(path: Path, mtime_ns: int, size: int) -> bool:
+    """``declares_components`` for one version of a file (keyed by its mtime and size)."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (SyntaxError, UnicodeDecodeError) as exc:

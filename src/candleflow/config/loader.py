@@ -8,6 +8,7 @@ template line for rendering errors.
 from __future__ import annotations
 
 import re
+import functools
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -45,11 +46,9 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
     if "{{" not in text and "{%" not in text and "{#" not in text:
         return text
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
 
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     try:
-        return env.from_string(text).render(**variables)
+        return _compiled_template(text).render(**variables)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"template syntax error: {exc.message}", file=file, path=f"line {exc.lineno}") from None
     except jinja2.UndefinedError as exc:
@@ -66,6 +65,16 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
         line = _template_line(exc)
         raise ConfigError(f"template error: {type(exc).__name__}: {exc}", file=file,
                           path=f"line {line}" if line else None) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_template(text: str):
+    """The sandboxed, strict template for ``text``, compiled once (a sweep renders it per combination)."""
+    import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.from_string(text)
 
 
 def _template_line(exc: BaseException) -> int | None:
