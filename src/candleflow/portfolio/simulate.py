@@ -192,13 +192,16 @@ def simulate(
     else:
         events = decided
         fills = closes[events]
+    if has_stops:  # the lowest and highest price of each stretch between two event bars
+        stretch_low, stretch_high = _stretch_extremes(opens, highs, lows, events)
     changed_at: list[int] = []
     cash_after: list[float] = []
     position_after: list[float] = []
     bar = 0
-    for event, entry, exit_flags, fill, open_, high, low in _event_rows(n, events, decided, entries, exits, fills,
-                                                                      opens, highs, lows):
-        if has_stops and book.side and bar < event:
+    rows = _event_rows(n, events, decided, entries, exits, fills, opens, highs, lows)
+    for stretch, (event, entry, exit_flags, fill, open_, high, low) in enumerate(rows):
+        if has_stops and book.side and bar < event and _touches(book.side, book.stop, book.target,
+                                                                stretch_low[stretch], stretch_high[stretch]):
             hit = _first_stop_bar(book.side, book.stop, book.target, opens, highs, lows, bar, event)
             if hit >= 0:
                 price, reason = _stop_exit(book.side, book.stop, book.target, opens.item(hit), highs.item(hit),
@@ -245,6 +248,34 @@ def _event_rows(n: int, events: np.ndarray, decided: np.ndarray, entries: np.nda
     columns = (events, entries[decided], exits[decided], fills, opens[events], highs[events], lows[events])
     yield from zip(*(column.tolist() for column in columns))
     yield (n, 0, 0, math.nan, math.nan, math.nan, math.nan)
+
+
+def _stretch_extremes(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, events: np.ndarray
+                      ) -> tuple[list[float], list[float]]:
+    """Lowest of open/low and highest of open/high over each stretch of bars between event bars.
+
+    Stretch ``k`` is ``events[k-1] + 1 .. events[k] - 1`` (from bar 0 for the first, to the
+    last bar for the one after the last event).  An empty stretch gets a meaningless value;
+    the loop never asks for it.  NaN prices are skipped, as ``_stop_exit``'s comparisons do.
+    """
+    n = len(opens)
+    if n == 0:
+        return [], []
+    starts = np.concatenate([[0], events + 1])
+    bounds = np.empty(2 * len(starts) - 1, dtype=np.int64)
+    bounds[0::2] = starts  # stretch k runs from bounds[2k] to bounds[2k + 1] (the event bar)
+    bounds[1::2] = events
+    np.minimum(bounds, n - 1, out=bounds)  # only empty stretches start at n
+    low = np.fmin.reduceat(np.fmin(opens, lows), bounds)[0::2]
+    high = np.fmax.reduceat(np.fmax(opens, highs), bounds)[0::2]
+    return low.tolist(), high.tolist()
+
+
+def _touches(side: int, stop: float, target: float, low: float, high: float) -> bool:
+    """Whether a stretch with these extremes has a bar where :func:`_stop_exit` fires."""
+    if side > 0:
+        return low <= stop or high >= target
+    return high >= stop or low <= target
 
 
 _SCAN_IN_PYTHON = 32  # bars; shorter stretches are cheaper to scan without numpy's per-call cost
