@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Measure the candleflow next to these scripts, whatever an editable install points at; child
+# processes (scale.py's sizes, import timings) inherit it through PYTHONPATH.
+if (REPO / "src" / "candleflow").is_dir():
+    sys.path.insert(0, str(REPO / "src"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 SEED = 7  # generate_candles(n, seed=SEED): the same candles on every machine
 INITIAL_CASH = 100_000.0
 COMMISSION = 0.001  # 0.1 % of notional per side
