@@ -137,8 +137,10 @@ def environment() -> str:
 def base_parser(description: str, *, candles: int | None = 8760, repeat: int = 5) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     if candles is not None:
-        parser.add_argument("--candles", type=int, default=candles, help=f"number of hourly candles (default {candles})")
-    parser.add_argument("--repeat", type=int, default=repeat, help=f"timed repeats; the best is reported (default {repeat})")
+        parser.add_argument("--candles", type=int, default=candles,
+                            help=f"number of hourly candles (default {candles})")
+    parser.add_argument("--repeat", type=int, default=repeat,
+                        help=f"timed repeats; the best is reported (default {repeat})")
     parser.add_argument("--seed", type=int, default=SEED, help=f"generate_candles seed (default {SEED})")
     return parser
 

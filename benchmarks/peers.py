@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -222,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         diff = (row["equity"] / cf["equity"] - 1) if cf["equity"] else math.nan
         ratio = "" if row is cf else f"{row['best'] / cf['best']:.1f}x"
-        print(f"{row['name']:<15} {C.fmt_s(row['import_s']):>10} {C.fmt_s(row['first']):>11} {C.fmt_s(row['best']):>11} "
-              f"{row['trades']:>7} {row['equity']:>14.2f} {diff:>+11.2e}  {ratio}")
-    print(f"{'candleflow warm':<15} {'':>10} {'':>11} {C.fmt_s(cf['warm']):>11} {cf['trades']:>7} {cf['equity']:>14.2f} "
-          f"{'':>11}  (every node a cache hit)")
+        print(f"{row['name']:<15} {C.fmt_s(row['import_s']):>10} {C.fmt_s(row['first']):>11} "
+              f"{C.fmt_s(row['best']):>11} {row['trades']:>7} {row['equity']:>14.2f} {diff:>+11.2e}  {ratio}")
+    print(f"{'candleflow warm':<15} {'':>10} {'':>11} {C.fmt_s(cf['warm']):>11} {cf['trades']:>7} "
+          f"{cf['equity']:>14.2f} {'':>11}  (every node a cache hit)")
     for row in rows[1:]:
         jit = ""
         if "jit" in row:
