@@ -85,3 +85,18 @@ def test_periods_per_year_from_median_spacing():
     # spacings 1h, 49h, 1h -> median 1h -> 365.25 * 24
     assert infer_periods_per_year(hourly) == pytest.approx(8766.0)
     assert math.isnan(infer_periods_per_year(hourly[:1]))
+
+
+def test_cagr_of_huge_growth_over_minutes_is_inf_not_an_error():
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from candleflow.portfolio.metrics import compute_metrics
+
+    index = pd.date_range("2024-01-01", periods=3, freq="min", tz="UTC")
+    equity = pd.Series([100.0, 1e6, 1e9], index=index)
+    metrics = compute_metrics(equity, pd.DataFrame(columns=["pnl", "return_pct", "exit_reason"]), np.zeros(3),
+                              initial_cash=100.0)
+    assert metrics["cagr"] == math.inf

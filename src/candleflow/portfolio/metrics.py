@@ -101,7 +101,10 @@ def _cagr(growth: float, index: pd.DatetimeIndex) -> float:
         return math.nan
     if growth <= 0:
         return -1.0
-    return float(growth ** (1 / years) - 1)
+    try:
+        return float(growth ** (1 / years) - 1)
+    except OverflowError:  # huge growth over a very short span: the annualised rate is not representable
+        return math.inf
 
 
 def _sharpe(returns: np.ndarray, periods_per_year: float) -> float:
