@@ -23,7 +23,7 @@ Strategies: ``sma`` is the peers benchmark (SMA 20/50 crossover; cheap nodes), `
 adds an EMA, an RSI (incremental: a Python update per candle), Bollinger bands and MACD
 feeding four signal nodes, with stops.
 
-    python benchmarks/cache.py [--candles 8760] [--repeat 5] [--strategies sma,mixed] [--profile]
+    python benchmarks/cache.py [--candles 8760] [--repeat 5] [--strategies sma,mixed,script] [--profile]
 """
 
 from __future__ import annotations
@@ -63,14 +63,39 @@ risk: {{stop_loss: 0.01, take_profit: 0.02, allow_short: true}}
 initial_cash: 100000
 """
 
+SCRIPT_YAML = """\
+name: script_bench
+symbol: SYNTH
+timeframe: 1h
+data: {{sample: eurusd_1h}}    # replaced by the benchmark's candles
+indicators:
+  - {{name: sma_fast, component: sma, params: {{period: 20}}}}
+  - {{name: sma_slow, component: sma, params: {{period: 50}}}}
+signals:
+  - {{name: golden, component: script, path: components/signals/ma_crossover.py, lookback: 60}}  # the seed's script
+  - {{name: cross, component: ma_crossover, inputs: [sma_fast, sma_slow]}}
+rules:
+  entry: {{golden.golden_cross: buy}}
+  exit: {{cross.death_cross: close}}
+execution: {{fill: next_open, commission: {commission}}}
+sizing: {{method: fraction, value: 1.0}}
+initial_cash: 100000
+"""
+SEED_SCRIPT = Path(__file__).resolve().parent.parent / "components" / "signals" / "ma_crossover.py"
+
 COMMISSIONS = (0.001, 0.0005)  # cold run, then the fees-changed and identical re-runs
 
 
 def write(folder: Path, strategy: str, commission: float) -> Path:
     if strategy == "sma":
         return C.write_strategy(folder, commission=commission, name=f"sma_{commission}.yaml")
-    path = folder / f"mixed_{commission}.yaml"
-    path.write_text(MIXED_YAML.format(commission=commission), encoding="utf-8")
+    path = folder / f"{strategy}_{commission}.yaml"
+    if strategy == "script":
+        script = folder / "components" / "signals" / "ma_crossover.py"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_bytes(SEED_SCRIPT.read_bytes())
+    path.write_text((SCRIPT_YAML if strategy == "script" else MIXED_YAML).format(commission=commission),
+                    encoding="utf-8")
     return path
 
 
@@ -199,13 +224,15 @@ def profile(candles, strategy: str, runs: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = C.base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--strategies", default="sma,mixed", help="comma-separated: sma, mixed (default both)")
+    parser.add_argument("--strategies", default="sma,mixed",
+                        help="comma-separated: sma, mixed, script (default sma,mixed; script runs the seed's "
+                             "script component per candle: use fewer --candles and --repeat 1)")
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile the fees-changed re-run: where its time goes")
     args = parser.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
-    if not strategies or any(s not in ("sma", "mixed") for s in strategies):
-        parser.error("--strategies takes sma and/or mixed")
+    if not strategies or any(s not in ("sma", "mixed", "script") for s in strategies):
+        parser.error("--strategies takes sma, mixed and/or script")
 
     from candleflow.data import generate_candles
 
