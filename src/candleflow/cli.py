@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import click
 import typer
@@ -24,6 +24,13 @@ from candleflow.errors import CandleflowError, ConfigError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Backtest trading strategies declared as YAML graphs.")
 _state = {"debug": bool(os.environ.get("CANDLEFLOW_DEBUG"))}
+
+
+# Options shared by the commands that compile a strategy.
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Template variable NAME=VALUE (repeatable).")]
+WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: found from the strategy).")]
+ComponentsOption = Annotated[Optional[list[Path]], typer.Option(
+    "--components", help="Extra folder of @indicator/@signal components (repeatable).")]
 
 
 @app.callback()
@@ -52,10 +59,9 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
 @app.command()
 def validate(
     strategy: Path = typer.Argument(..., help="Strategy YAML file."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
-    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
-    components: Optional[list[Path]] = typer.Option(None, "--components",
-                                                    help="Extra folder of @indicator/@signal components (repeatable)."),
+    set_: SetOption = None,
+    workspace: WorkspaceOption = None,
+    components: ComponentsOption = None,
 ) -> None:
     """Check a strategy (schema, components, params, graph) without running it."""
     from candleflow.backtest import prepare
@@ -73,10 +79,9 @@ def run(
     strategy: Path = typer.Argument(..., help="Strategy YAML file."),
     data: Optional[Path] = typer.Option(None, "--data", help="Candle file (CSV/Parquet) instead of the strategy's."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write result files into this folder."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
-    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
-    components: Optional[list[Path]] = typer.Option(None, "--components",
-                                                    help="Extra folder of @indicator/@signal components (repeatable)."),
+    set_: SetOption = None,
+    workspace: WorkspaceOption = None,
+    components: ComponentsOption = None,
     cache_dir: Path = typer.Option(Path(".candleflow/cache"), "--cache-dir", help="On-disk node cache."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every node; read and write no cache."),
     scheduler: str = typer.Option("threads", help="Dask scheduler: threads or sync."),
@@ -135,10 +140,9 @@ def run(
 def render(
     strategy: Path = typer.Argument(..., help="Strategy YAML file."),
     output: Path = typer.Option(..., "-o", "--output", help="Output file: .svg, .png or .dot."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Template variable NAME=VALUE (repeatable)."),
-    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
-    components: Optional[list[Path]] = typer.Option(None, "--components",
-                                                    help="Extra folder of @indicator/@signal components (repeatable)."),
+    set_: SetOption = None,
+    workspace: WorkspaceOption = None,
+    components: ComponentsOption = None,
 ) -> None:
     """Draw the compiled strategy graph with graphviz."""
     from candleflow.backtest import prepare
@@ -174,7 +178,7 @@ def sweep(
     top: int = typer.Option(10, "--top", min=0, help="Rows of the ranked table to print."),
     rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Metric to rank by (default: the grid's rank.by)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing combination (exit 2)."),
-    workspace: Optional[Path] = typer.Option(None, help="Workspace folder (default: found from the strategy)."),
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
     from candleflow.sweep import run_sweep
