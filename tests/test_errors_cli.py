@@ -340,3 +340,8 @@ def test_failing_script_component(capsys, script_workspace, script, expected):
     assert "Traceback" not in out + err
     out_dir = script_workspace / "out"
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_debug_is_accepted_after_the_command(capsys, workspace):
+    code, out, err = run_cli(capsys, workspace, "", "--debug", command="validate")
+    assert code == 2 and err.startswith("error: s.yaml: strategy file is empty\n") and "Traceback" in err

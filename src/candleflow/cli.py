@@ -264,9 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     """
     received: list[int] = []
     _state["debug"] = bool(os.environ.get("CANDLEFLOW_DEBUG"))  # --debug of an earlier in-process call must not stick
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args[1:]:  # accepted after the command too: `candleflow run x.yaml --debug`
+        _state["debug"] = True
+        args = [args[0]] + [a for a in args[1:] if a != "--debug"]
     try:
         with _interrupts_as_keyboard_interrupt(received):
-            code = app(args=argv, prog_name="candleflow", standalone_mode=False)
+            code = app(args=args, prog_name="candleflow", standalone_mode=False)
     except _EXIT as exc:
         return getattr(exc, "exit_code", 0)
     except _USAGE_ERRORS as exc:
