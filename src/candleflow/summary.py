@@ -34,14 +34,15 @@ def print_summary(result, *, out: Path | None = None) -> None:
 
     strategy = result.strategy
     candles = result.candles
-    table = Table(title=f"{strategy.name}: {strategy.symbol} {strategy.timeframe}, {len(candles):,} candles "
-                        f"{candles.index[0]:%Y-%m-%d} .. {candles.index[-1]:%Y-%m-%d}")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, label, _ in METRIC_FORMATS:
         if key in result.metrics:
             table.add_row(label, format_metric(key, result.metrics[key]))
     console = Console()
+    console.print(f"[bold]{strategy.name}[/bold]: {strategy.symbol} {strategy.timeframe}, {len(candles):,} candles "
+                  f"{candles.index[0]:%Y-%m-%d} .. {candles.index[-1]:%Y-%m-%d}")
     console.print(table)
     hits = sum(1 for s in result.stats.values() if s.cache == "hit")
     seconds = sum(s.seconds for s in result.stats.values())
