@@ -9,7 +9,6 @@ lead outside are rejected at compile time, with the YAML path of the field.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

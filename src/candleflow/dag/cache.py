@@ -51,9 +51,6 @@ class NodeCache:
             raise KeyError(key)
         return default
 
-    def __contains__(self, key: str) -> bool:
-        return self.get(key, None) is not None
-
     def put(self, key: str, value: Any) -> None:
         self._remember(key, value)
         if self.folder is not None:
