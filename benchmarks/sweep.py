@@ -74,7 +74,7 @@ def main() -> None:
     from candleflow.backtest import run_backtest
     from candleflow.data import sample_candles
     from candleflow.sweep import SweepSpec, combinations, run_sweep
-    from candleflow.sweep.cluster import connect
+    from candleflow.dag.cluster import connect
 
     spec = SweepSpec.model_validate(GRID)
     candles = sample_candles("eurusd_1h")

@@ -18,7 +18,7 @@ from candleflow.backtest import run_backtest
 from candleflow.cli import main
 from candleflow.data import generate_candles, write_candles
 from candleflow.sweep import SweepSpec, combinations, run_sweep
-from candleflow.sweep.cluster import connect
+from candleflow.dag.cluster import connect
 from cluster_helpers import start_cluster
 
 GRID = """\

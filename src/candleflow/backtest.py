@@ -16,7 +16,8 @@ import pandas as pd
 from candleflow.config import Strategy, load_strategy
 from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
 from candleflow.dag.cache import NodeCache
-from candleflow.dag.executor import NodeStats, Scheduler, execute
+from candleflow.dag.executor import Scheduler, execute
+from candleflow.vocab import NodeStats, ScriptOptions
 
 DEFAULT_CACHE_DIR = Path(".candleflow") / "cache"
 
@@ -92,17 +93,23 @@ def run_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: No
                  scheduler: Scheduler = "threads", num_workers: int | None = None,
                  on_node_done: Callable[[NodeStats], None] | None = None,
                  progress: Callable[[str, int], None] | None = None,
-                 script_options: dict | None = None, source_text: str | None = None) -> BacktestResult:
-    """Execute an already compiled strategy on ``candles``."""
+                 script_options: ScriptOptions | None = None, source_text: str | None = None,
+                 replay: Mapping[str, pd.DataFrame] | None = None) -> BacktestResult:
+    """Execute an already compiled strategy on ``candles``.
+
+    ``scheduler`` is ``threads`` (default), ``sync``, ``processes`` or a running
+    Dask scheduler's ``tcp://HOST:PORT``; ``replay`` feeds recorded signal frames
+    (signal node -> frame) to the evaluator instead of running components.
+    """
     outcome = execute(compiled, candles, cache=cache, scheduler=scheduler, num_workers=num_workers,
-                      on_node_done=on_node_done, progress=progress, script_options=script_options)
+                      on_node_done=on_node_done, progress=progress, script_options=script_options, replay=replay)
     return BacktestResult(compiled, candles, outcome.values, outcome.stats, source_text)
 
 
 def run_backtest(strategy_file: str | Path, *, data: str | Path | pd.DataFrame | None = None,
                  variables: Mapping[str, Any] | None = None, workspace: str | Path | None = None,
                  cache: NodeCache | None = None, scheduler: Scheduler = "threads",
-                 num_workers: int | None = None, script_options: dict | None = None,
+                 num_workers: int | None = None, script_options: ScriptOptions | None = None,
                  on_node_done: Callable[[NodeStats], None] | None = None,
                  progress: Callable[[str, int], None] | None = None) -> BacktestResult:
     """Run the strategy in ``strategy_file``; see the README for the YAML schema."""

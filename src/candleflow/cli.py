@@ -56,6 +56,17 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def script_options_from(*, timeout: float, workers: int | None, verbose: bool):
+    """The typed script options of ``--timeout``/``--script-workers``/``-v``, or a one-line ConfigError."""
+    from candleflow.vocab import ScriptOptions
+
+    if not timeout > 0 or timeout == float("inf"):
+        raise ConfigError(f"--timeout must be a number of seconds above 0, got {timeout:g}")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--script-workers must be at least 1, got {workers}")
+    return ScriptOptions(timeout=timeout, workers=workers, verbose=verbose)
+
+
 @app.command()
 def validate(
     strategy: Path = typer.Argument(..., help="Strategy YAML file."),
@@ -84,8 +95,12 @@ def run(
     components: ComponentsOption = None,
     cache_dir: Path = typer.Option(Path(".candleflow/cache"), "--cache-dir", help="On-disk node cache."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every node; read and write no cache."),
-    scheduler: str = typer.Option("threads", help="Dask scheduler: threads or sync."),
-    workers: Optional[int] = typer.Option(None, help="Threads for the graph and processes for script components."),
+    scheduler: str = typer.Option("threads", help="Where the graph runs: threads, sync, processes or "
+                                                  "tcp://HOST:PORT (a running Dask scheduler)."),
+    workers: Optional[int] = typer.Option(None, help="Threads or processes of a local scheduler (default: one "
+                                                     "per CPU)."),
+    script_workers: Optional[int] = typer.Option(None, "--script-workers",
+                                                 help="Processes running script components (default: one per CPU)."),
     timeout: float = typer.Option(10.0, help="Seconds a script component may take per candle."),
     graph_file: Optional[Path] = typer.Option(None, "--graph", help="Draw the annotated graph (.svg/.png/.dot)."),
     report_file: Optional[Path] = typer.Option(None, "--report", help="Write the HTML report here."),
@@ -98,9 +113,13 @@ def run(
     """Run a backtest and print its summary."""
     from candleflow.backtest import load_data, prepare, run_compiled
     from candleflow.dag.cache import NodeCache
+    from candleflow.dag.get import check_scheduler
 
-    if scheduler not in ("threads", "sync"):
-        raise ConfigError(f"--scheduler must be threads or sync, not '{scheduler}'")
+    check_scheduler(scheduler)
+    script_options = script_options_from(timeout=timeout, workers=script_workers, verbose=verbose)
+    if workers is not None and (workers < 1 or scheduler not in ("threads", "processes")):
+        raise ConfigError(f"--workers must be at least 1, got {workers}" if workers < 1 else
+                          f"--workers sizes a threads or processes scheduler, not '{scheduler}'")
     if verbose:
         import logging
 
@@ -109,11 +128,10 @@ def run(
                              component_dirs=components or ())
     candles = load_data(compiled, data)
     cache = None if no_cache else NodeCache(cache_dir)
-    script_options = {"timeout": timeout, "workers": workers, "verbose": verbose}
     if replay_signals is not None:
         from candleflow.replay import replay_compiled
 
-        result = replay_compiled(compiled, candles, replay_signals, source_text=text)
+        result = replay_compiled(compiled, candles, replay_signals, source_text=text, scheduler=scheduler)
     else:
         from candleflow.progress import run_with_progress
 

@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from candleflow.backtest import BacktestResult
-from candleflow.dag.compiler import EVALUATOR, CompiledStrategy
-from candleflow.dag.executor import NodeStats
+from candleflow.backtest import BacktestResult, run_compiled
+from candleflow.dag.compiler import CompiledStrategy
 from candleflow.errors import DataError
-from candleflow.nodes.evaluator import evaluate
-from candleflow.nodes.outputs import empty_signal_frame, make_signal_frame
+from candleflow.vocab import empty_signal_frame, make_signal_frame
 
 
 def read_signal_file(path: Path) -> pd.DataFrame:
@@ -89,17 +87,11 @@ def replay_frames(compiled: CompiledStrategy, candles: pd.DataFrame, path: Path)
 
 
 def replay_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, path: Path, *,
-                    source_text: str | None = None) -> BacktestResult:
-    """Evaluate the strategy's rules on recorded signals; indicators and signal components do not run."""
-    import time
+                    source_text: str | None = None, scheduler: str = "threads") -> BacktestResult:
+    """Evaluate the strategy's rules on recorded signals; indicators and signal components do not run.
 
+    The recorded frames go through the same task builder and executor as a run
+    (:func:`candleflow.backtest.run_compiled` with ``replay``), nothing is cached.
+    """
     frames = replay_frames(compiled, candles, Path(path))
-    started = time.perf_counter()
-    simulation = evaluate(compiled.strategy, candles, frames)
-    stats = {name: NodeStats(name, compiled.graph.nodes[name]["kind"], "replay", cache="off",
-                             status="replayed" if name in frames else "skipped",
-                             signals=len(frames[name]) if name in frames else None)
-             for name in compiled.order() if name not in ("candles", EVALUATOR)}
-    stats[EVALUATOR] = NodeStats(EVALUATOR, "evaluator", "replay", cache="off", status="ok",
-                                 seconds=time.perf_counter() - started, signals=len(simulation.trades))
-    return BacktestResult(compiled, candles, {**frames, EVALUATOR: simulation}, stats, source_text)
+    return run_compiled(compiled, candles, scheduler=scheduler, replay=frames, source_text=source_text)

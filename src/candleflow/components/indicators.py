@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from candleflow.components.registry import indicator
+from candleflow.components.declare import indicator
 
 Period = Annotated[int, Field(ge=1)]
 

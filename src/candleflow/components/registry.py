@@ -1,23 +1,8 @@
-"""Components: plain typed Python functions (or small classes) turned into graph nodes.
+"""The component registry: which components a run can use, by name.
 
-A component is declared with :func:`indicator` or :func:`signal`.  Its
-*positional* parameters are its data inputs (bound by name to candle columns,
-``open high low close volume``, or, through the YAML ``inputs``, to other
-nodes); its *keyword-only* parameters are its params, validated by pydantic
-from their annotations and defaults:
-
->>> @indicator("my_sma")
-... def my_sma(close, *, period: int = 20):
-...     return close.rolling(period, min_periods=period).mean()
->>> describe(my_sma).inputs, list(describe(my_sma).params)
-(('close',), ['period'])
-
-Two execution modes:
-
-* ``vectorized`` (a function): receives whole causal series, returns a series
-  whose value at ``i`` may depend only on inputs ``0..i``;
-* ``incremental`` (a class): ``__init__(**params)`` then ``update(*inputs_at_i)``
-  once per candle, returning that candle's value(s); causal by construction.
+Built-in components (:mod:`.indicators`, :mod:`.signals`) and those in workspace
+folders (any ``.py`` that uses ``@indicator``/``@signal``, see :mod:`.declare`)
+are collected into a :class:`Registry` per compile.
 
 Components are found by scanning modules for decorated objects, so no global
 registry is mutated at import time: :class:`Registry` holds what a run uses.
@@ -29,126 +14,14 @@ import ast
 import functools
 import hashlib
 import importlib.util
-import inspect
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
-
+from candleflow.components.declare import MARK, Component, describe, indicator, signal
 from candleflow.errors import CompileError
 
-CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
-_MARK = "__candleflow_component__"
-
-
-@dataclass(frozen=True)
-class Component:
-    """What the compiler and executor need to know about one component."""
-
-    name: str
-    kind: Literal["indicator", "signal"]
-    mode: Literal["vectorized", "incremental"]
-    target: Callable[..., Any] = field(repr=False)
-    inputs: tuple[str, ...]
-    params: dict[str, inspect.Parameter] = field(repr=False)
-    outputs: tuple[str, ...] | None = None
-    signal_types: tuple[str, ...] | None = None
-    origin: str = "builtin"
-    source_hash: str = ""
-
-    def validate_params(self, values: dict[str, Any]) -> dict[str, Any]:
-        """Check params against the annotations; return them with defaults filled in.
-
-        Raises ``ValueError`` with ``(param, message)`` pairs in ``args[0]``.
-        """
-        unknown = [key for key in values if key not in self.params]
-        problems = [(key, f"unknown parameter; {self.name} takes: {', '.join(self.params) or 'no params'}")
-                    for key in unknown]
-        try:
-            model = _params_model(self)(**{k: v for k, v in values.items() if k in self.params})
-        except ValidationError as exc:
-            for err in exc.errors():
-                msg = err["msg"].removeprefix("Value error, ")
-                problems.append((str(err["loc"][0]), f"{msg}, got {err.get('input')!r}"))
-            model = None
-        if problems:
-            raise ValueError(problems)
-        return model.model_dump()
-
-
-_PARAM_MODELS: dict[Any, type[BaseModel]] = {}
-
-
-def _params_model(component: Component) -> type[BaseModel]:
-    """The pydantic model of ``component``'s params, built once per component."""
-    model = _PARAM_MODELS.get(component.target)
-    if model is None:
-        model = _PARAM_MODELS[component.target] = _build_params_model(component)
-    return model
-
-
-def _build_params_model(component: Component) -> type[BaseModel]:
-    fields = {}
-    for name, param in component.params.items():
-        annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[name] = (annotation, default)
-    return create_model(f"{component.name}_params", __config__=ConfigDict(strict=False, extra="forbid"), **fields)
-
-
-def indicator(name: str | None = None, *, outputs: tuple[str, ...] | None = None):
-    """Declare an indicator component (function: vectorized; class: incremental)."""
-    return _declare("indicator", name, outputs=outputs)
-
-
-def signal(name: str | None = None, *, signal_types: tuple[str, ...] | None = None):
-    """Declare a signal component; ``signal_types`` lets the compiler check the rules."""
-    return _declare("signal", name, signal_types=signal_types)
-
-
-def _declare(kind, name, **extra):
-    def mark(target):
-        setattr(target, _MARK, dict(kind=kind, name=name or target.__name__, **extra))
-        return target
-    return mark
-
-
-@functools.lru_cache(maxsize=None)
-def describe(target: Callable[..., Any], *, origin: str = "builtin") -> Component:
-    """Build the :class:`Component` for a decorated function or class (once per target)."""
-    meta = getattr(target, _MARK)
-    if inspect.isclass(target):
-        mode = "incremental"
-        call = target.update
-        inputs = tuple(p.name for p in _positional(call)[1:])  # drop self
-        params = {p.name: p for p in inspect.signature(target.__init__, eval_str=True).parameters.values()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    else:
-        mode = "vectorized"
-        inputs = tuple(p.name for p in _positional(target))
-        params = {p.name: p for p in inspect.signature(target, eval_str=True).parameters.values()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    return Component(name=meta["name"], kind=meta["kind"], mode=mode, target=target, inputs=inputs,
-                     params=params, outputs=meta.get("outputs"), signal_types=meta.get("signal_types"),
-                     origin=origin, source_hash=_source_hash(target))
-
-
-def _positional(func) -> list[inspect.Parameter]:
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p for p in inspect.signature(func).parameters.values() if p.kind in kinds]
-
-
-def _source_hash(target) -> str:
-    """Hash of the defining module's source: editing a component (or a helper beside it) invalidates its cache."""
-    module = sys.modules.get(target.__module__)
-    try:
-        source = inspect.getsource(module) if module else inspect.getsource(target)
-    except (OSError, TypeError):
-        source = target.__qualname__
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+__all__ = ["Component", "Registry", "declares_components", "describe", "indicator", "signal"]
 
 
 class Registry:
@@ -175,7 +48,7 @@ class Registry:
 
     def add_module(self, module: ModuleType, *, origin: str) -> None:
         for value in vars(module).values():
-            if hasattr(value, _MARK) and getattr(value, "__module__", None) == module.__name__:
+            if hasattr(value, MARK) and getattr(value, "__module__", None) == module.__name__:
                 self.add(describe(value, origin=origin))
 
     def add_folder(self, folder: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from candleflow.components.registry import signal
+from candleflow.components.declare import signal
 
 
 def crosses_above(a: pd.Series, b: pd.Series | float) -> pd.Series:

@@ -39,48 +39,12 @@ from typing import Any, Sequence
 
 import networkx as nx
 
-from candleflow.components.registry import CANDLE_COLUMNS, Component, Registry
+from candleflow.components.registry import Registry
 from candleflow.config.models import SCRIPT, ComponentSpec, Strategy
 from candleflow.errors import CompileError
+from candleflow.vocab import CANDLE_COLUMNS, CANDLES, EVALUATOR, Binding, NodePlan
 
-CANDLES = "candles"
-EVALUATOR = "evaluator"
 RESERVED = {CANDLES, EVALUATOR, *CANDLE_COLUMNS}
-
-
-@dataclass(frozen=True)
-class Binding:
-    """Input ``name`` of a node reads ``output`` (None: the whole value) of node ``source``."""
-
-    name: str
-    source: str
-    output: str | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.source}.{self.output}" if self.output and self.source != CANDLES else (self.output or self.source)
-
-
-@dataclass(frozen=True)
-class NodePlan:
-    """Everything needed to run one indicator or signal node."""
-
-    name: str
-    kind: str
-    yaml_path: str
-    spec: ComponentSpec
-    component: Component | None  # None for script components
-    script: Path | None
-    params: dict[str, Any]
-    bindings: tuple[Binding, ...]
-
-    @property
-    def label(self) -> str:
-        return f"script:{self.script.name}" if self.script else self.spec.component
-
-    @property
-    def outputs(self) -> tuple[str, ...] | None:
-        return self.component.outputs if self.component else None
 
 
 @dataclass

@@ -18,9 +18,8 @@ import pandas as pd
 from pandas.errors import OutOfBoundsDatetime
 
 from candleflow.errors import DataError
+from candleflow.vocab import CANDLE_COLUMNS, PRICE_COLUMNS
 
-PRICE_COLUMNS = ["open", "high", "low", "close"]
-COLUMNS = PRICE_COLUMNS + ["volume"]
 TIME_COLUMNS = ("time", "timestamp", "datetime", "date")
 
 
@@ -71,7 +70,7 @@ def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame
         frame["volume"] = 0.0
     index = _parse_times(frame[time_col], file=file)
     values = {}
-    for column in COLUMNS:
+    for column in CANDLE_COLUMNS:
         numeric = pd.to_numeric(frame[column], errors="coerce")
         bad = numeric.isna() & frame[column].notna()
         if bad.any():
@@ -128,7 +127,7 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
 
 
 def _check_values(candles: pd.DataFrame, *, file: str) -> None:
-    for column in COLUMNS:
+    for column in CANDLE_COLUMNS:
         values = candles[column].to_numpy()
         nan = np.isnan(values)
         if nan.any():

@@ -20,9 +20,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from candleflow.dag.compiler import CANDLES, Binding, NodePlan
 from candleflow.errors import CandleflowError, ComponentError
 from candleflow.nodes.outputs import as_signal_frame
+from candleflow.vocab import CANDLES, Binding, NodePlan, ScriptOptions
 
 
 def resolve_input(binding: Binding, candles: pd.DataFrame, upstream: dict[str, Any]) -> pd.Series:
@@ -35,18 +35,18 @@ def resolve_input(binding: Binding, candles: pd.DataFrame, upstream: dict[str, A
 
 def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
              symbol: str, timeframe: str, progress: Callable[[int], None] | None = None,
-             script_options: dict | None = None) -> pd.Series | pd.DataFrame:
+             script_options: ScriptOptions | None = None) -> pd.Series | pd.DataFrame:
     """Compute ``plan`` on ``candles`` given its upstream nodes' outputs."""
     inputs = {b.name: resolve_input(b, candles, upstream) for b in plan.bindings}
     if plan.script is not None:
         from candleflow.components.script import run_script_component
 
-        options = dict(script_options or {})
-        if plan.spec.timeout is not None:
-            options["timeout"] = plan.spec.timeout
+        options = script_options or ScriptOptions()
+        timeout = options.timeout if plan.spec.timeout is None else plan.spec.timeout
         return run_script_component(
             plan.script, kind=plan.kind, name=plan.name, candles=candles, symbol=symbol, timeframe=timeframe,
-            inputs=inputs or None, lookback=plan.spec.lookback, params=plan.params, progress=progress, **options)
+            inputs=inputs or None, lookback=plan.spec.lookback, params=plan.params, progress=progress,
+            timeout=timeout, workers=options.workers, verbose=options.verbose)
     component = plan.component
     try:
         if component.mode == "incremental":

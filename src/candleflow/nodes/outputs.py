@@ -1,4 +1,6 @@
-"""The values that flow along the graph's edges.
+"""Check what a signal component returned against the signal-frame contract.
+
+The contract itself (columns, constructors) lives in :mod:`candleflow.vocab`:
 
 * An **indicator** output is a float64 ``pandas.Series`` (one output) or a
   ``DataFrame`` of float64 columns (several outputs, e.g. Bollinger
@@ -8,68 +10,19 @@
   and ``metadata`` (dict or None), sorted by ``bar``.  An event at bar ``i``
   was decided with candles ``0..i`` and acts, by default, at bar ``i + 1``'s open.
 
->>> import pandas as pd
->>> frame = signal_frame_from_masks({"golden_cross": pd.Series([False, True, False])})
->>> frame[["bar", "signal_type"]].values.tolist()
-[[1, 'golden_cross']]
+>>> as_signal_frame({"golden_cross": [False, True, False]}, 3, component="x")["bar"].tolist()
+[1]
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-SIGNAL_COLUMNS = ["bar", "signal_type", "strength", "metadata"]
-
-
-def empty_signal_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "bar": pd.Series([], dtype="int64"),
-        "signal_type": pd.Series([], dtype=object),
-        "strength": pd.Series([], dtype="float64"),
-        "metadata": pd.Series([], dtype=object),
-    })
-
-
-def make_signal_frame(
-    bars: Sequence[int] | np.ndarray,
-    signal_types: Sequence[str] | np.ndarray,
-    strengths: Sequence[float] | np.ndarray | None = None,
-    metadata: Sequence[dict | None] | None = None,
-) -> pd.DataFrame:
-    """Build a signal frame from parallel sequences, sorted stably by bar."""
-    bars = np.asarray(bars, dtype="int64")
-    n = len(bars)
-    frame = pd.DataFrame({
-        "bar": bars,
-        "signal_type": pd.Series(list(signal_types), dtype=object),
-        "strength": np.ones(n) if strengths is None else np.asarray(strengths, dtype="float64"),
-        "metadata": pd.Series([None] * n if metadata is None else list(metadata), dtype=object),
-    })
-    if n == 0:
-        return empty_signal_frame()
-    return frame.sort_values("bar", kind="stable").reset_index(drop=True)
-
-
-def signal_frame_from_masks(
-    masks: Mapping[str, pd.Series | np.ndarray],
-    strengths: Mapping[str, pd.Series | np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """One event per True of each boolean mask: ``{"golden_cross": cross_up}``."""
-    bars, types, values = [], [], []
-    for signal_type, mask in masks.items():
-        where = np.flatnonzero(np.asarray(mask, dtype=bool))
-        bars.append(where)
-        types.extend([signal_type] * len(where))
-        if strengths and signal_type in strengths:
-            values.append(np.asarray(strengths[signal_type], dtype="float64")[where])
-        else:
-            values.append(np.ones(len(where)))
-    if not bars:
-        return empty_signal_frame()
-    return make_signal_frame(np.concatenate(bars), types, np.concatenate(values))
+from candleflow.errors import ComponentError
+from candleflow.vocab import SIGNAL_COLUMNS, empty_signal_frame, make_signal_frame, signal_frame_from_masks
 
 
 def as_signal_frame(value: object, n_candles: int, *, component: str) -> pd.DataFrame:
@@ -77,8 +30,6 @@ def as_signal_frame(value: object, n_candles: int, *, component: str) -> pd.Data
 
     Accepted: a signal frame, or a mapping ``signal_type -> boolean mask``.
     """
-    from candleflow.errors import ComponentError
-
     if isinstance(value, Mapping):
         frame = signal_frame_from_masks(value)
         for signal_type, mask in value.items():
@@ -101,4 +52,7 @@ def as_signal_frame(value: object, n_candles: int, *, component: str) -> pd.Data
         raise ComponentError(f"signal bar outside 0..{n_candles - 1}", component=component)
     if not np.all(np.isfinite(frame["strength"].to_numpy())):
         raise ComponentError("signal strength is NaN or infinite", component=component)
-    return frame[SIGNAL_COLUMNS]
+    return frame[list(SIGNAL_COLUMNS)]
+
+
+__all__ = ["SIGNAL_COLUMNS", "as_signal_frame", "empty_signal_frame", "make_signal_frame", "signal_frame_from_masks"]

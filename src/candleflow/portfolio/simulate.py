@@ -61,8 +61,8 @@ import pandas as pd
 from candleflow.config.models import Execution, Risk, Sizing
 from candleflow.portfolio.metrics import compute_metrics
 from candleflow.portfolio.rules import CLOSE_LONG, CLOSE_SHORT, Actions
+from candleflow.vocab import PRICE_COLUMNS
 
-PRICE_COLUMNS = ("open", "high", "low", "close")
 TRADE_COLUMNS = ["side", "size", "entry_bar", "entry_time", "entry_price", "exit_bar", "exit_time",
                  "exit_price", "pnl", "return_pct", "commission", "exit_reason"]
 

@@ -4,9 +4,9 @@
 >>> run_sweep("strategies/ma_crossover_sweep.yaml", "strategies/grid.yaml", workers=2).frame.head()  # doctest: +SKIP
 
 Modules: :mod:`~candleflow.sweep.grid` (the spec and its combinations),
-:mod:`~candleflow.sweep.plan` (one content-keyed Dask graph),
-:mod:`~candleflow.sweep.tasks` (what workers run), :mod:`~candleflow.sweep.cluster`
-(client and cluster), :mod:`~candleflow.sweep.run` (submit, collect, rank),
+:mod:`~candleflow.sweep.plan` (every combination's build merged into one
+content-keyed Dask graph, see :mod:`candleflow.dag.build`), :mod:`~candleflow.sweep.run`
+(submit on :mod:`candleflow.dag.cluster`, collect, rank),
 :mod:`~candleflow.sweep.output` and :mod:`~candleflow.sweep.display` (file and terminal).
 """
 

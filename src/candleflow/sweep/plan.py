@@ -12,11 +12,11 @@ Algorithm
    graph once, as a data task keyed ``candles-<tokenize(frame)>`` (kept in the
    graph, not scattered, so a worker's death loses nothing that cannot be
    recomputed).
-3. *Nodes*: :func:`candleflow.dag.executor.node_keys` keys every indicator and
-   signal node by component source, params, bindings and upstream keys.  Nodes
-   equal across combinations get equal keys, so inserting them into the one
-   graph dict deduplicates them: each shared indicator is computed once per
-   symbol for every combination that needs it.
+3. *Nodes*: the one task builder (:func:`candleflow.dag.build.build`, as for
+   ``candleflow run``) turns the combination into tasks keyed by content hash.
+   Nodes equal across combinations get equal keys, so merging the builds into
+   the one graph dict deduplicates them: each shared indicator is computed once
+   per symbol for every combination that needs it.
 4. *Evaluator*: one ``metrics-<token>`` task per combination (the evaluator's
    content key), on top of its signal nodes, returns the metrics dict.
 
@@ -35,10 +35,11 @@ from dask.base import tokenize
 
 from candleflow.components.registry import Registry
 from candleflow.config.models import Strategy
-from candleflow.dag.compiler import CANDLES, EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
+from candleflow.dag.build import build
+from candleflow.dag.compiler import CompiledStrategy, compile_strategy, find_workspace
 from candleflow.errors import CandleflowError, ConfigError
+from candleflow.vocab import CANDLES
 from candleflow.sweep.grid import Combination
-from candleflow.sweep.tasks import metrics_task, node_task, pack
 
 
 @dataclass
@@ -161,27 +162,13 @@ def _candles_key(compiled: CompiledStrategy, plan: SweepPlan, seen: dict[str, st
 
 
 def _add_nodes(compiled: CompiledStrategy, candles_key: str, plan: SweepPlan) -> str:
-    """Add the combination's node tasks that the graph lacks; return its metrics task key."""
-    from candleflow.dag.executor import node_keys
-
-    strategy = compiled.strategy
-    graph = compiled.graph
-    keys = node_keys(compiled, candles_key)
-    keys[EVALUATOR] = keys[EVALUATOR].replace(EVALUATOR, "metrics", 1)  # this task returns metrics only
-    for name in compiled.order():
-        if name == CANDLES:
-            continue
-        kind = graph.nodes[name]["kind"]
+    """Merge the combination's build into the sweep's graph; return its metrics task key."""
+    work = build(compiled, candles_key, metrics_only=True)
+    for name in work.nodes:
+        kind = work.kinds[name]
         plan.references[kind] += 1
-        if keys[name] in plan.graph:
-            continue
-        plan.tasks[kind] += 1
-        upstream = sorted(p for p in graph.predecessors(name) if p != CANDLES)
-        if name == EVALUATOR:
-            packed = pack(strategy, upstream)
-            task = metrics_task
-        else:
-            packed = pack(compiled.plans[name], strategy.symbol, strategy.timeframe, upstream, compiled.file)
-            task = node_task
-        plan.graph[keys[name]] = (task, packed, candles_key, *(keys[p] for p in upstream))
-    return keys[EVALUATOR]
+        key = work.keys[name]
+        if key not in plan.graph:
+            plan.tasks[kind] += 1
+            plan.graph[key] = work.dsk[key]
+    return work.evaluator_key

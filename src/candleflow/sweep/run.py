@@ -87,7 +87,7 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     embedded local cluster of ``workers`` processes.  ``rank_by`` overrides the
     grid's ``rank.by``; ``on_progress(done, total)`` is called as combinations finish.
     """
-    from candleflow.sweep.cluster import connect
+    from candleflow.dag.cluster import connect
 
     if client is not None and (scheduler is not None or workers is not None):
         raise ValueError("give either client or scheduler/workers, not both")
@@ -135,7 +135,7 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
                 if fail_fast:
                     raise _stopped(users[future.key][0], outcomes[future.key])
             elif not rank_checked:  # the first result says which metrics exist
-                metrics = future.result()
+                metrics = future.result().value  # an Output(metrics, seconds), see dag.tasks
                 if rank.by not in metrics:
                     raise ConfigError(f"cannot rank by '{rank.by}': not a metric (metrics: {', '.join(metrics)})")
                 rank_checked = True
@@ -143,7 +143,7 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
             if on_progress:
                 on_progress(done, total)
         finished = [f for f in futures if f.status == "finished"]
-        outcomes.update(zip((f.key for f in finished), client.gather(finished)))  # one batched transfer
+        outcomes.update((f.key, output.value) for f, output in zip(finished, client.gather(finished)))  # one transfer
     finally:
         client.cancel([f for f in futures if not f.done()])
     return outcomes

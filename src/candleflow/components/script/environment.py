@@ -56,8 +56,8 @@ from typing import Any, Mapping
 import pandas as pd
 
 from candleflow.errors import ComponentError
+from candleflow.vocab import CANDLE_COLUMNS
 
-CANDLE_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True)

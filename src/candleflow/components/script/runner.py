@@ -21,12 +21,12 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from candleflow.components.script.environment import CANDLE_COLUMNS, RunData, script_lookback
+from candleflow.components.script.environment import RunData, script_lookback
 from candleflow.components.script.pool import RunOutcome, get_pool
 from candleflow.components.script.protocol import missing_block_error, never_printed_error
 from candleflow.components.script.worker import CandleResult, ScriptJob
 from candleflow.errors import ComponentError
-from candleflow.nodes.outputs import empty_signal_frame, make_signal_frame
+from candleflow.vocab import CANDLE_COLUMNS, empty_signal_frame, make_signal_frame
 
 logger = logging.getLogger("candleflow.script")
 PROGRESS_INTERVAL = 0.1  # seconds between progress callbacks

@@ -1,4 +1,4 @@
-"""Where a sweep runs: an embedded ``distributed.LocalCluster``, or a running scheduler.
+"""Where a graph runs remotely: an embedded ``distributed.LocalCluster``, or a running scheduler.
 
 :func:`connect` yields a ``distributed.Client`` and closes everything it opened.
 The embedded cluster runs one single-threaded worker process per requested

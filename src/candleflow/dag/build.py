@@ -1,0 +1,143 @@
+"""The one task builder: a compiled strategy becomes a Dask graph keyed by content hash.
+
+Algorithm
+---------
+1. *Key* every node top-down (:func:`node_keys`): ``tokenize`` of what
+   determines its output -- the component's source hash (or the script file's
+   bytes), params, bindings, options and the upstream keys, down to the
+   candles' key; the evaluator's key includes :func:`evaluator_code_hash`, the
+   hash of the source of the code it runs, so an upgrade can never reuse a
+   stale result.  Equal keys mean equal outputs.
+2. *Emit* one task per node, named by its key: ``(node_task, Static(plan, context,
+   upstream names), candles_key, *upstream keys)``; the evaluator's task reads every
+   signal node.  Recorded signal frames (replay) enter as values instead of tasks,
+   and the indicators nothing then needs are left out.
+
+The result, a :class:`Build`, is a plain dict graph without the candles
+(``candles_key`` names them; the caller puts the frame, or a task loading it, there).
+``run`` substitutes cache hits and hands it to a ``get`` (:mod:`.get`); a sweep
+merges the builds of all its combinations into one graph, where equal keys
+deduplicate shared nodes; replay is a build with recorded signals.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+from dask.base import tokenize
+
+from candleflow.dag.compiler import CompiledStrategy
+from candleflow.dag.tasks import NodeContext, Output, Static, evaluator_task, node_task
+from candleflow.vocab import CANDLES, EVALUATOR, ScriptOptions, source_hash
+
+KEY_VERSION = "candleflow-node-v2"
+METRICS = "metrics"  # the key prefix of an evaluator task that returns metrics only
+
+
+@functools.lru_cache(maxsize=1)
+def evaluator_code_hash() -> str:
+    """Hash of the source of every module the evaluator runs (rules, simulation, metrics, settings)."""
+    from candleflow.config import models
+    from candleflow.nodes import evaluator
+    from candleflow.portfolio import metrics, rules, simulate
+
+    return source_hash(evaluator, rules, simulate, metrics, models)
+
+
+def evaluator_settings(compiled: CompiledStrategy) -> tuple:
+    s = compiled.strategy
+    return (s.rules.model_dump(), s.execution.model_dump(), s.sizing.model_dump(), s.risk.model_dump(),
+            s.initial_cash)
+
+
+def node_keys(compiled: CompiledStrategy, candles_key: str, *,
+              fixed: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Content-hash key of every node, in topological order; ``fixed`` keys (replayed nodes) are taken as given."""
+    keys = {CANDLES: candles_key, **(fixed or {})}
+    strategy = compiled.strategy
+    for name in compiled.order():
+        if name in keys:
+            continue
+        upstream = sorted((p, keys[p]) for p in compiled.graph.predecessors(name) if p in keys)
+        if name == EVALUATOR:
+            token = tokenize(KEY_VERSION, evaluator_code_hash(), evaluator_settings(compiled), upstream)
+        else:
+            plan = compiled.plans[name]
+            source = plan.script.read_bytes() if plan.script else plan.component.source_hash
+            token = tokenize(KEY_VERSION, plan.kind, source, plan.params, plan.bindings,
+                             plan.spec.lookback, strategy.symbol, strategy.timeframe, upstream)
+        keys[name] = f"{name}-{token}"
+    return keys
+
+
+@dataclass
+class Build:
+    """A compiled strategy as Dask work: ``dsk`` (tasks and recorded values) and each node's key.
+
+    ``nodes`` lists the graph's nodes in ``dsk`` in topological order; nodes left out
+    (indicators nothing needs in a replay) are absent from ``keys``.
+    """
+
+    dsk: dict[str, Any]
+    keys: dict[str, str]
+    nodes: list[str]
+    kinds: dict[str, str] = field(default_factory=dict)  # node -> kind
+
+    @property
+    def evaluator_key(self) -> str:
+        return self.keys[EVALUATOR]
+
+
+def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, pd.DataFrame] | None = None,
+          metrics_only: bool = False, script_options: ScriptOptions | None = None,
+          progress: Callable[[str, int], None] | None = None) -> Build:
+    """The Dask graph of ``compiled`` on the candles at ``candles_key`` (see the module docstring).
+
+    ``replay`` maps signal nodes to recorded signal frames that replace them;
+    ``metrics_only`` makes the evaluator return only its metrics, under a
+    ``metrics-...`` key; ``progress(node, candles_done)`` is for in-process schedulers only.
+    """
+    graph = compiled.graph
+    fixed = {name: f"{name}-replay-{tokenize(frame)}" for name, frame in (replay or {}).items()}
+    keys = node_keys(compiled, candles_key, fixed=fixed)
+    if metrics_only:
+        keys[EVALUATOR] = keys[EVALUATOR].replace(EVALUATOR, METRICS, 1)
+    strategy = compiled.strategy
+    context = NodeContext(strategy.symbol, strategy.timeframe, compiled.file, script_options, progress)
+    signals = sorted(p for p in graph.predecessors(EVALUATOR))
+    needed = _needed(compiled, set(fixed))
+    dsk: dict[str, Any] = {}
+    nodes = []
+    for name in compiled.order():
+        if name == CANDLES or name not in needed:
+            continue
+        nodes.append(name)
+        if name in fixed:
+            dsk[keys[name]] = Output(replay[name])
+        elif name == EVALUATOR:
+            dsk[keys[name]] = (evaluator_task, Static(strategy, signals, metrics_only), candles_key,
+                               *(keys[s] for s in signals))
+        else:
+            upstream = sorted(p for p in graph.predecessors(name) if p != CANDLES)
+            dsk[keys[name]] = (node_task, Static(compiled.plans[name], context, upstream), candles_key,
+                               *(keys[p] for p in upstream))
+    kept = {name: keys[name] for name in nodes}
+    return Build(dsk, kept, nodes, {name: graph.nodes[name]["kind"] for name in nodes})
+
+
+def _needed(compiled: CompiledStrategy, replayed: set[str]) -> set[str]:
+    """Every node, or, in a replay, the evaluator and what it needs when replayed nodes are not computed."""
+    if not replayed:
+        return set(compiled.graph) - {CANDLES}
+    needed, stack = set(), [EVALUATOR]
+    while stack:
+        name = stack.pop()
+        if name in needed or name == CANDLES:
+            continue
+        needed.add(name)
+        if name not in replayed:
+            stack.extend(compiled.graph.predecessors(name))
+    return needed

@@ -1,0 +1,123 @@
+"""What the graph's Dask tasks run: one node's whole series, or one evaluator.
+
+Every task is a module-level function, so a task can run in this process
+(threads, sync), in a process pool or on a ``distributed`` worker alike.  A
+task's static part (the node plan, the strategy, options) travels as one
+:class:`Static` argument: in this process it is passed as it is, and when a task
+leaves the process it is pickled with cloudpickle, which honours
+``register_pickle_by_value``, so workspace components (modules no worker can
+import) travel by value whatever serializer the scheduler would pick.  Its data
+(candles, upstream outputs) arrive as Dask dependencies.
+
+Each task returns an :class:`Output`: the value and the seconds the task took,
+measured where it ran.  A failing task names its strategy file and YAML entry
+once, here, and marks the exception with the failing node (``exc.node``).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from typing import Any, Callable, NamedTuple
+
+import pandas as pd
+
+from candleflow.errors import CandleflowError
+from candleflow.vocab import NodePlan, ScriptOptions
+
+
+class Output(NamedTuple):
+    """A task's result: the node's value and the wall seconds it took (0 for a cache hit or a recorded value)."""
+
+    value: Any
+    seconds: float = 0.0
+
+
+class Static:
+    """A task's static arguments: as they are in this process, by cloudpickle when pickled.
+
+    >>> Static(1, "x").values
+    (1, 'x')
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, *values: Any) -> None:
+        self.values = values
+
+    def __reduce__(self):
+        import cloudpickle  # a dask dependency; only needed when a task leaves this process
+
+        return _unpack, (cloudpickle.dumps(self.values),)
+
+
+def _unpack(data: bytes) -> Static:
+    return Static(*pickle.loads(data))
+
+
+class NodeContext(NamedTuple):
+    """What a node task needs besides its plan: where it comes from and how scripts run."""
+
+    symbol: str
+    timeframe: str
+    file: str
+    script_options: ScriptOptions | None = None
+    progress: Callable[[str, int], None] | None = None  # only ever set for in-process schedulers
+
+
+def node_task(static: Static, candles: pd.DataFrame, *upstream: Output) -> Output:
+    """Compute one indicator or signal node; ``static`` holds ``(plan, NodeContext, upstream names)``."""
+    from candleflow.nodes.compute import run_node
+
+    plan, context, names = static.values
+    started = time.perf_counter()
+    ticker = (lambda n: context.progress(plan.name, n)) if context.progress else None
+    with _named(plan, context.file):
+        value = run_node(plan, candles, dict(zip(names, (u.value for u in upstream))), symbol=context.symbol,
+                         timeframe=context.timeframe, progress=ticker, script_options=context.script_options)
+    return Output(value, time.perf_counter() - started)
+
+
+def evaluator_task(static: Static, candles: pd.DataFrame, *signals: Output) -> Output:
+    """Run the evaluator; ``static`` holds ``(strategy, signal node names, metrics_only)``.
+
+    With ``metrics_only`` (sweeps) the task returns just the metrics dict, small to ship back.
+    """
+    from candleflow.nodes.evaluator import evaluate
+    from candleflow.vocab import EVALUATOR
+
+    strategy, names, metrics_only = static.values
+    started = time.perf_counter()
+    try:
+        simulation = evaluate(strategy, candles, dict(zip(names, (s.value for s in signals))))
+    except BaseException as exc:
+        _mark(exc, EVALUATOR)
+        raise
+    value = dict(simulation.metrics) if metrics_only else simulation
+    return Output(value, time.perf_counter() - started)
+
+
+class _named:
+    """Context manager: an error raised inside names the node's file and YAML entry, and marks the node."""
+
+    def __init__(self, plan: NodePlan, file: str) -> None:
+        self.plan, self.file = plan, file
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, CandleflowError):
+            exc.file = exc.file or self.file
+            exc.path = exc.path or self.plan.yaml_path
+        if exc is not None:
+            _mark(exc, self.plan.name)
+        return False
+
+
+def _mark(exc: BaseException, node: str) -> None:
+    try:
+        if getattr(exc, "node", None) is None:
+            exc.node = node
+    except AttributeError:  # an exception type without a __dict__
+        pass
