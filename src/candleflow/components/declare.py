@@ -36,6 +36,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 MARK = "__candleflow_component__"
+SOURCE_ATTR = "__candleflow_source__"  # set by the registry on workspace modules
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ def _positional(func) -> list[inspect.Parameter]:
 def _source_hash(target) -> str:
     """Hash of the defining module's source: editing a component (or a helper beside it) invalidates its cache."""
     module = sys.modules.get(target.__module__)
+    if getattr(module, SOURCE_ATTR, None):  # a workspace file: the hash of the bytes it was run from
+        return getattr(module, SOURCE_ATTR)
     try:
         source = inspect.getsource(module) if module else inspect.getsource(target)
     except (OSError, TypeError):

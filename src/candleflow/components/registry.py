@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from candleflow.components.declare import MARK, Component, describe, indicator, signal
+from candleflow.components.declare import MARK, SOURCE_ATTR, Component, describe, indicator, signal
 from candleflow.errors import CompileError
 
 __all__ = ["Component", "Registry", "declares_components", "describe", "indicator", "signal"]
@@ -99,15 +99,24 @@ def _declares_components(path: Path, mtime_ns: int, size: int) -> bool:
 
 
 def _import_file(path: Path) -> ModuleType:
+    """Import a workspace component file, again whenever its bytes change (also within one process).
+
+    The module's ``SOURCE_ATTR`` holds the hash of the bytes it was executed from, which
+    becomes its components' source hash, so an edited component never reuses stale memo keys.
+    """
+    data = path.read_bytes()
+    source = hashlib.sha256(data).hexdigest()[:16]
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
     module_name = f"candleflow_workspace.{path.stem}_{digest}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and getattr(loaded, SOURCE_ATTR, None) == source:
+        return loaded
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
+    setattr(module, SOURCE_ATTR, source)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(data, str(path), "exec", dont_inherit=True), module.__dict__)
     except Exception as exc:
         del sys.modules[module_name]
         raise CompileError(f"importing component file failed: {type(exc).__name__}: {exc}", file=str(path)) from None

@@ -78,7 +78,7 @@ def get_distributed(client, dsk: dict[str, Any], keys: list[str], *, on_result: 
     futures = client.get(dsk, keys, sync=False)
     values: dict[str, Any] = {}
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             if future.status == "error":
                 future.result()  # raises the task's own exception
             values[future.key] = future.result()
