@@ -1,7 +1,10 @@
 """candleflow: backtest trading strategies declared as YAML graphs.
 
->>> from candleflow import run_backtest                      # doctest: +SKIP
->>> run_backtest("strategies/ma_crossover.yaml").metrics     # doctest: +SKIP
+>>> from candleflow import NodeCache, ScriptOptions, run_backtest, write_report          # doctest: +SKIP
+>>> result = run_backtest("strategies/ma_crossover.yaml", cache=NodeCache(".candleflow/cache"),
+...                       script_options=ScriptOptions(timeout=5))                    # doctest: +SKIP
+>>> result.metrics["sharpe"], result.write("results/")                             # doctest: +SKIP
+>>> write_report(result, "report.html")                                            # doctest: +SKIP
 
 The public names are imported lazily, so a script-component worker process that
 imports ``candleflow.components.script.worker`` does not load Dask and networkx.
@@ -17,21 +20,35 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "BacktestResult": "candleflow.backtest",
     "run_backtest": "candleflow.backtest",
-    "indicator": "candleflow.components.registry",
-    "signal": "candleflow.components.registry",
+    "run_compiled": "candleflow.backtest",
+    "prepare": "candleflow.backtest",
+    "indicator": "candleflow.components.declare",
+    "signal": "candleflow.components.declare",
     "Strategy": "candleflow.config",
     "load_strategy": "candleflow.config",
     "compile_strategy": "candleflow.dag.compiler",
+    "NodeCache": "candleflow.dag.cache",
     "CandleflowError": "candleflow.errors",
+    "run_sweep": "candleflow.sweep",
+    "SweepResult": "candleflow.sweep",
+    "render_graph": "candleflow.visualize",
+    "write_report": "candleflow.visualize",
+    "NodeStats": "candleflow.vocab",
+    "ScriptOptions": "candleflow.vocab",
+    "make_signal_frame": "candleflow.vocab",
 }
 __all__ = sorted(_PUBLIC)
 
 if TYPE_CHECKING:
-    from candleflow.backtest import BacktestResult, run_backtest
-    from candleflow.components.registry import indicator, signal
+    from candleflow.backtest import BacktestResult, prepare, run_backtest, run_compiled
+    from candleflow.components.declare import indicator, signal
     from candleflow.config import Strategy, load_strategy
+    from candleflow.dag.cache import NodeCache
     from candleflow.dag.compiler import compile_strategy
     from candleflow.errors import CandleflowError
+    from candleflow.sweep import SweepResult, run_sweep
+    from candleflow.visualize import render_graph, write_report
+    from candleflow.vocab import NodeStats, ScriptOptions, make_signal_frame
 
 
 def __getattr__(name: str) -> Any:
