@@ -123,7 +123,8 @@ def test_sigkill_at_every_step_of_the_switch(tmp_path, mode, existing):
     out, err = calibrate.communicate(timeout=60)
     assert calibrate.returncode == 0, err
     steps = json.loads(out)
-    assert steps.count("rename") == {("exchange", True): 0, ("fallback", True): 2, ("exchange", False): 1}[mode, existing]
+    renames = {("exchange", True): 0, ("fallback", True): 2, ("exchange", False): 1}
+    assert steps.count("rename") == renames[mode, existing]
     assert files_in(tmp_path / "all" / "out") == {k: v.encode() for k, v in NEW.items()}
 
     old = {k: v.encode() for k, v in OLD.items()} if existing else None
