@@ -207,3 +207,22 @@ def test_a_failing_dot_through_the_cli(repo, tmp_path, failing_dot, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "out"]
     assert "metrics.json" in {p.name for p in (tmp_path / "out").iterdir()} - {"graph.svg"}
     assert not (tmp_path / "out" / "graph.svg").exists()
+
+
+def test_a_failing_dot_for_a_graph_inside_out_keeps_the_old_results(repo, tmp_path, failing_dot, monkeypatch, capsys):
+    """``--graph out/graph.svg`` belongs to the results' set: its failure switches nothing and names out/graph.svg."""
+    from candleflow.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CANDLEFLOW_DEBUG", raising=False)
+    args = ["run", str(repo / "strategies" / "ma_crossover.yaml"), "--no-cache", "-q", "--out", "out"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    capsys.readouterr()
+    assert main(args + ["--graph", "out/graph.svg"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "error: out/graph.svg: graphviz's dot failed: Error: <stdin>: syntax error in line 2"
+    assert err[:-1] == ["warning: out/graph.svg: graphviz's dot failed: Error: <stdin>: syntax error in line 2; "
+                        "the results are written without it"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "out"]

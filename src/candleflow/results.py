@@ -140,10 +140,20 @@ def write_results(result: "BacktestResult", out_dir: str | Path, *,
         for name, text in files.items():
             (stage / name).write_text(text, encoding="utf-8")
         for name, write in (extras or {}).items():
-            write(stage / name)
+            _write_extra(write, stage / name, out / name)
         written = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
         (stage / MANIFEST).write_text(json.dumps({"files": written}, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _write_extra(write: Callable[[Path], Any], staged: Path, final: Path) -> None:
+    """``write(staged)``; an error names the file where the user will look for it, not the staged folder."""
+    try:
+        write(staged)
+    except CandleflowError as exc:
+        if exc.file == str(staged):
+            exc.file = str(final)
+        raise
 
 
 def check_results_folder(out_dir: str | Path, option: str = "--out") -> Path:
