@@ -221,9 +221,9 @@ def sweep(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
+    from candleflow.output_paths import writing
     from candleflow.sweep import run_sweep
     from candleflow.sweep.display import print_top, progress_bar
-    from candleflow.output_paths import writing
     from candleflow.sweep.output import check_output
 
     if out is not None:
