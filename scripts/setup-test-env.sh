@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine:
 # graphviz's `dot` (graph rendering tests), headless Chromium (report test),
-# and the package with its test extras.  Safe to run again.
+# strace (kills a real run at every rename), and the package with its test extras.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq

@@ -128,42 +128,56 @@ def test_sigint_and_sigterm_mid_run_leave_no_partial_results(tmp_path, monkeypat
         assert set(FILES) <= {p.name for p in (ws / "out").iterdir()}
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
 def test_interrupt_while_writing_results_leaves_all_or_nothing(tmp_path, monkeypatch):
-    """A Ctrl-C arriving between result files (simulated: while the 3rd temp file is written) writes none of them."""
-    from candleflow import _atomic
-
-    real = _atomic._temp_beside
-    calls = []
-
-    def interrupted_third(path):
-        calls.append(path)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(path)
-
+    """A Ctrl-C arriving between result files (simulated: as the 3rd one is written) leaves the old set, untouched."""
     ws = make_workspace(tmp_path)
     monkeypatch.chdir(ws)
-    monkeypatch.setattr(_atomic, "_temp_beside", interrupted_third)
-    assert main(["run", "s.yaml", "--out", "out", "--no-cache", "--scheduler", "sync", "-q"]) == 130
-    assert len(calls) == 3
-    assert list((ws / "out").iterdir()) == []  # the folder was created, but holds no file, not even a temp one
+    args = ["run", "s.yaml", "--out", "out", "--no-cache", "--scheduler", "sync", "-q"]
+    assert main(args) == 0
+    old = snapshot(ws / "out")
+    (ws / "s.yaml").write_text(STRATEGY.replace("period: 5", "period: 6"))  # the next set differs
+
+    real = Path.write_text
+    staged = []
+
+    def interrupted_third(path, *a, **k):
+        if path.parent.name.endswith(".candleflow-new"):
+            staged.append(path.name)
+            if len(staged) == 3:
+                raise KeyboardInterrupt
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", interrupted_third)
+    assert main(args) == 130
+    monkeypatch.undo()
+    assert len(staged) == 3
+    assert snapshot(ws / "out") == old
+    assert sorted(p.name for p in ws.iterdir()) == ["components", "data.csv", "out", "s.yaml"]  # no staged folder
 
 
-def test_signals_held_during_the_renames_are_delivered_after(tmp_path, monkeypatch):
+def test_signals_held_during_the_switch_are_delivered_after(tmp_path, monkeypatch):
+    """A Ctrl-C arriving as the folders are swapped waits until the new set is in and the old one is gone."""
     from candleflow import _atomic
 
-    files = {tmp_path / f"f{i}.txt": f"file {i}" for i in range(5)}
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "f.txt").write_text("old")
     original = signal.getsignal(signal.SIGINT)
-    real_replace = os.replace
+    real_exchange = _atomic._exchange
 
-    def replace_and_interrupt(src, dst):
-        real_replace(src, dst)
-        if Path(dst).name == "f1.txt":
-            signal.raise_signal(signal.SIGINT)  # arrives mid-renames: held until all five are in place
+    def exchange_and_interrupt(a, b):
+        swapped = real_exchange(a, b)
+        signal.raise_signal(signal.SIGINT)  # arrives mid-switch: held until it is done
+        return swapped
 
-    monkeypatch.setattr(_atomic.os, "replace", replace_and_interrupt)
+    monkeypatch.setattr(_atomic, "_exchange", exchange_and_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        _atomic.write_files_atomic(files)
-    monkeypatch.undo()
-    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {p.name: t for p, t in files.items()}
+        with _atomic.staged_folder(target) as stage:
+            (stage / "f.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (target / "f.txt").read_text() == "new"
     assert signal.getsignal(signal.SIGINT) is original

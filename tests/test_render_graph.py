@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import html
+import os
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -13,7 +17,7 @@ from candleflow.dag.compiler import compile_strategy
 from candleflow.dag.executor import NodeStats
 from candleflow.errors import CandleflowError, ConfigError
 from candleflow.visualize import render_graph
-from candleflow.visualize.graph import DOT_MISSING
+from candleflow.visualize.graph import CLIP, DOT_MISSING
 
 SVG = "{http://www.w3.org/2000/svg}"
 LABELS = ("candles", "sma_fast", "sma_slow", "cross", "evaluator", "period=20", "period=50", "ma_crossover",
@@ -130,3 +134,95 @@ def test_unknown_suffix_names_the_allowed_ones(compiled, tmp_path, name):
         render_graph(compiled, tmp_path / name)
     assert ".svg, .png, .dot" in str(info.value)
     assert not (tmp_path / name).exists()
+
+
+LONG = 20000  # dot rejects a quoted string over 16384 characters
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
+def test_huge_names_and_values_are_clipped_so_dot_draws_them(tmp_path):
+    """A --set value can put anything into the name, symbol, a data path, a node name or an error: all drawn clipped."""
+    strategy = parse_strategy(f"""
+name: {"n" * LONG}
+symbol: {"S" * LONG}
+timeframe: 1h
+data: {{path: {"d" * LONG}.csv}}
+indicators:
+  - {{name: {"i" * LONG}, component: sma, params: {{period: 5}}}}
+  - {{name: slow, component: sma, params: {{period: 20}}}}
+signals:
+  - {{name: cross, component: ma_crossover, inputs: [{"i" * LONG}, slow]}}
+rules: {{entry: {{golden_cross: buy}}, exit: {{death_cross: close}}}}
+""")
+    compiled = compile_strategy(strategy, workspace=tmp_path)
+    stats = {"cross": NodeStats("cross", "signal", "k", cache="miss", status="failed", error="e" * LONG)}
+    svg = render_graph(compiled, tmp_path / "graph.svg", stats=stats).read_text()
+    texts = [t.text or "" for t in ET.fromstring(svg).iter(f"{SVG}text")]
+    title = next(t for t in texts if "·" in t)  # name  ·  symbol timeframe, each part clipped
+    assert len(title) <= 2 * CLIP + len("  ·  ") and max(len(t) for t in texts if t != title) <= CLIP
+    assert title.startswith("n" * (CLIP - 3) + "...")
+    assert {"S" * (CLIP - 3) + "...", "i" * (CLIP - 3) + "..."} <= set(texts)  # the candles' symbol, a node's name
+    assert any(t.startswith("...") and t.endswith("dd.csv") for t in texts)  # a path keeps its end
+    ids = set(node_groups(svg))
+    assert len(ids) == 5 and max(len(i) for i in ids) <= CLIP and "slow" in ids
+
+
+FAILING_DOT = "#!/bin/sh\necho 'Error: <stdin>: syntax error in line 2' >&2\necho 'more detail' >&2\nexit 1\n"
+
+
+@pytest.fixture
+def failing_dot(tmp_path, monkeypatch):
+    """A ``dot`` on the PATH that fails like the real one on a bad graph."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dot").write_text(FAILING_DOT)
+    (bin_dir / "dot").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_failing_dot_is_one_line_naming_the_file(compiled, tmp_path, failing_dot):
+    with pytest.raises(CandleflowError) as info:
+        render_graph(compiled, tmp_path / "g.svg")
+    assert str(info.value) == f"{tmp_path / 'g.svg'}: graphviz's dot failed: Error: <stdin>: syntax error in line 2"
+    assert not (tmp_path / "g.svg").exists()
+
+
+def test_a_failing_dot_through_the_cli(repo, tmp_path, failing_dot, monkeypatch):
+    """``--graph``/``render``: exit 2 and one line; the graph.svg that --out adds: a warning, results written."""
+    monkeypatch.chdir(tmp_path)
+    strategy = str(repo / "strategies" / "ma_crossover.yaml")
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "CANDLEFLOW_DEBUG": ""}
+    dot_error = "graphviz's dot failed: Error: <stdin>: syntax error in line 2"
+    runs = {
+        ("render", strategy, "-o", "g.svg"): (2, f"error: g.svg: {dot_error}\n"),
+        ("run", strategy, "--no-cache", "-q", "--graph", "g.png"): (2, f"error: g.png: {dot_error}\n"),
+        ("run", strategy, "--no-cache", "-q", "--out", "out"):
+            (0, f"warning: out/graph.svg: {dot_error}; the results are written without it\n"),
+    }
+    procs = {args: subprocess.Popen([sys.executable, "-m", "candleflow.cli", *args], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for args in runs}
+    for args, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert (proc.returncode, err) == runs[args], args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "out"]
+    assert "metrics.json" in {p.name for p in (tmp_path / "out").iterdir()} - {"graph.svg"}
+    assert not (tmp_path / "out" / "graph.svg").exists()
+
+
+def test_a_failing_dot_for_a_graph_inside_out_keeps_the_old_results(repo, tmp_path, failing_dot, monkeypatch, capsys):
+    """``--graph out/graph.svg`` belongs to the results' set: its failure switches nothing and names out/graph.svg."""
+    from candleflow.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CANDLEFLOW_DEBUG", raising=False)
+    args = ["run", str(repo / "strategies" / "ma_crossover.yaml"), "--no-cache", "-q", "--out", "out"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    capsys.readouterr()
+    assert main(args + ["--graph", "out/graph.svg"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "error: out/graph.svg: graphviz's dot failed: Error: <stdin>: syntax error in line 2"
+    assert err[:-1] == ["warning: out/graph.svg: graphviz's dot failed: Error: <stdin>: syntax error in line 2; "
+                        "the results are written without it"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "out"]

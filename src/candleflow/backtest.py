@@ -58,11 +58,11 @@ class BacktestResult:
     def signals(self) -> dict[str, pd.DataFrame]:
         return {n: v for n, v in self.values.items() if self.compiled.graph.nodes[n]["kind"] == "signal"}
 
-    def write(self, out_dir: str | Path) -> Path:
-        """Write the result files into ``out_dir`` (each atomically); see :mod:`candleflow.results`."""
+    def write(self, out_dir: str | Path, *, extras: Mapping[str, Any] | None = None) -> Path:
+        """Write the result files as folder ``out_dir``, switched in atomically; see :mod:`candleflow.results`."""
         from candleflow.results import write_results
 
-        return write_results(self, out_dir)
+        return write_results(self, out_dir, extras=extras)
 
 
 def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = None,

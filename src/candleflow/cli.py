@@ -3,6 +3,10 @@
 User errors (:class:`~candleflow.errors.CandleflowError`) print one line on
 stderr and exit with code 2; ``--debug`` adds the traceback.  Ctrl-C exits 130
 and, because every output file is written atomically, leaves no partial files.
+
+Every output path a command was given is checked before its work starts
+(:mod:`candleflow.output_paths`), and each write runs inside
+:func:`~candleflow.output_paths.writing`, so a full disk is one line naming the path.
 """
 
 from __future__ import annotations
@@ -114,12 +118,23 @@ def run(
     from candleflow.backtest import load_data, prepare, run_compiled
     from candleflow.dag.cache import NodeCache
     from candleflow.dag.get import check_scheduler
+    from candleflow.output_paths import check_file, writing
 
     check_scheduler(scheduler)
     script_options = script_options_from(timeout=timeout, workers=script_workers, verbose=verbose)
     if workers is not None and (workers < 1 or scheduler not in ("threads", "processes")):
         raise ConfigError(f"--workers must be at least 1, got {workers}" if workers < 1 else
                           f"--workers sizes a threads or processes scheduler, not '{scheduler}'")
+    if out is not None:
+        from candleflow.results import check_results_folder
+
+        check_results_folder(out)
+    if graph_file is not None:
+        from candleflow.visualize.graph import check_graph_output
+
+        check_graph_output(graph_file, "--graph")
+    if report_file is not None:
+        check_file(report_file, "--report")
     if verbose:
         import logging
 
@@ -138,20 +153,38 @@ def run(
         result = run_with_progress(run_compiled, compiled, candles, quiet=quiet, cache=cache,
                                    scheduler=scheduler, num_workers=workers, script_options=script_options,
                                    source_text=text)
-    if out is not None:
-        result.write(out)
-    if graph_file is not None:
-        from candleflow.visualize import render_graph
-
-        render_graph(compiled, graph_file, stats=result.stats)
-    if report_file is not None:
-        from candleflow.visualize import write_report
-
-        write_report(result, report_file)
+    writers = _run_outputs(result, graph_file, report_file)
+    if out is not None:  # a --graph or --report inside --out is part of the results' atomic set
+        inside = {path: name for path in writers if (name := _inside(path, out)) is not None}
+        with writing(out, "the results"):
+            result.write(out, extras={name: writers.pop(path) for path, name in inside.items()})
+    for path, write in writers.items():
+        with writing(path, "the graph" if path == graph_file else "the report"):
+            write(path)
     if not quiet:
         from candleflow.summary import print_summary
 
         print_summary(result, out=out)
+
+
+def _run_outputs(result: Any, graph_file: Path | None, report_file: Path | None) -> dict[Path, Any]:
+    """The writers of ``run``'s --graph and --report files, by path."""
+    writers = {}
+    if graph_file is not None:
+        from candleflow.visualize import render_graph
+
+        writers[graph_file] = lambda path: render_graph(result.compiled, path, stats=result.stats)
+    if report_file is not None:
+        from candleflow.visualize import write_report
+
+        writers[report_file] = lambda path: write_report(result, path)
+    return writers
+
+
+def _inside(path: Path, folder: Path) -> str | None:
+    """``path`` relative to ``folder`` (a/b.svg) when it lies inside it, else None."""
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(folder))
+    return None if rel == "." or rel.startswith(os.pardir) else Path(rel).as_posix()
 
 
 @app.command()
@@ -164,11 +197,15 @@ def render(
 ) -> None:
     """Draw the compiled strategy graph with graphviz."""
     from candleflow.backtest import prepare
+    from candleflow.output_paths import writing
     from candleflow.visualize import render_graph
+    from candleflow.visualize.graph import check_graph_output
 
+    check_graph_output(output, "-o")
     compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
                           component_dirs=components or ())
-    render_graph(compiled, output)
+    with writing(output, "the graph"):
+        render_graph(compiled, output)
     typer.echo(f"wrote {output}")
 
 
@@ -178,9 +215,12 @@ def report(
     output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
 ) -> None:
     """Write a self-contained HTML report of a finished run."""
+    from candleflow.output_paths import check_file, writing
     from candleflow.visualize import write_report
 
-    write_report(results, output)
+    check_file(output, "-o")
+    with writing(output, "the report"):
+        write_report(results, output)
     typer.echo(f"wrote {output}")
 
 
@@ -199,6 +239,7 @@ def sweep(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
+    from candleflow.output_paths import writing
     from candleflow.sweep import run_sweep
     from candleflow.sweep.display import print_top, progress_bar
     from candleflow.sweep.output import check_output
@@ -209,7 +250,8 @@ def sweep(
         result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
                            rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress)
     if out is not None:
-        result.write(out)
+        with writing(out, "the sweep table"):
+            result.write(out)
     print_top(result, top=top, out=out)
     if result.failed == len(result.frame):
         raise CandleflowError(f"all {result.failed} combinations failed; first: {result.first_failure()}")
@@ -222,10 +264,13 @@ def sample(
 ) -> None:
     """Write a bundled sample data set to a file."""
     from candleflow.data import SAMPLES, sample_candles, write_candles
+    from candleflow.output_paths import check_file, writing
 
     if name not in SAMPLES:
         raise ConfigError(f"unknown sample '{name}' (samples: {', '.join(SAMPLES)})")
-    write_candles(sample_candles(name), output)
+    check_file(output, "-o")
+    with writing(output, "the sample"):
+        write_candles(sample_candles(name), output)
     typer.echo(f"wrote {output}")
 
 

@@ -69,6 +69,10 @@ class ComponentError(CandleflowError):
     """A component failed or produced invalid output while running."""
 
 
+class OutputError(CandleflowError):
+    """An output path cannot be written: wrong kind, under a file, read-only, or the disk is full."""
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     """Collapse whitespace so a multi-line detail (stderr) fits on the error line."""
     flat = " | ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())

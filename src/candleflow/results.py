@@ -1,8 +1,16 @@
 """Result files of a run, and reading them back for the report.
 
-``write_results`` renders every file in memory first, writes each to a temp
-file, then renames them all into place (:func:`~candleflow._atomic.write_files_atomic`),
-so a failed or interrupted run leaves no half-written file and no partial set.  Files:
+``write_results`` renders every file in memory first, writes them into a hidden folder beside
+``--out`` and switches that folder in with one atomic step (:func:`~candleflow._atomic.staged_folder`:
+a rename, or Linux's ``renameat2(RENAME_EXCHANGE)`` when ``--out`` exists), so after an error, Ctrl-C
+or even SIGKILL at any moment ``--out`` holds the complete old set or the complete new one.
+
+A run replaces the whole folder.  So that it never deletes anything else, an existing ``--out`` must
+be empty or a results folder holding only what candleflow wrote there: the files below, the files
+listed in its ``manifest.json`` (e.g. a ``--report`` written inside it), and temp files of a killed
+older version; otherwise :func:`check_results_folder` refuses it before the run starts.  ``--out``
+may not be the current folder (or hold it), which the switch would leave deleted under the shell.
+Files:
 
 ===================  =====================================================
 ``metrics.json``     metrics (NaN/inf written as null/"inf"), run info
@@ -14,6 +22,7 @@ so a failed or interrupted run leaves no half-written file and no partial set.  
 ``nodes.json``       per-node stats (time, cache hit/miss, status, error)
 ``strategy.yaml``    the (rendered) strategy text
 ``graph.svg``        the annotated graph (only where graphviz's ``dot`` is installed)
+``manifest.json``    every file the run wrote into the folder (relative paths)
 ===================  =====================================================
 """
 
@@ -21,19 +30,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pandas as pd
 
-from candleflow._atomic import write_files_atomic
+from candleflow._atomic import clean_stale, staged_folder
+from candleflow.errors import CandleflowError, OutputError
+from candleflow.output_paths import check_folder
 
 if TYPE_CHECKING:
     from candleflow.backtest import BacktestResult
 
 FILES = ("metrics.json", "trades.csv", "equity.csv", "signals.csv", "indicators.csv", "candles.csv",
          "nodes.json", "strategy.yaml")
+GRAPH = "graph.svg"
+MANIFEST = "manifest.json"
+_OLD_TEMP = re.compile(r"\.[^/]+\.[a-z0-9_]{8}\.tmp")  # a file's temp left by a killed run of an older version
 
 
 def json_safe(value: Any) -> Any:
@@ -52,8 +69,8 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def render_files(result: "BacktestResult") -> dict[str, str]:
-    """Every result file's text, keyed by file name."""
+def render_files(result: "BacktestResult", graph_path: str | Path = GRAPH) -> dict[str, str]:
+    """Every result file's text, keyed by file name (``graph_path`` names the graph in a warning)."""
     strategy = result.strategy
     equity = result.equity
     drawdown = equity / equity.cummax() - 1.0
@@ -86,28 +103,101 @@ def render_files(result: "BacktestResult") -> dict[str, str]:
         "nodes.json": json.dumps(json_safe([asdict(s) for s in result.stats.values()]), indent=2) + "\n",
         "strategy.yaml": result.source_text or "",
     }
-    graph = _graph_svg(result)
+    graph = _graph_svg(result, graph_path)
     if graph is not None:
-        files["graph.svg"] = graph
+        files[GRAPH] = graph
     return files
 
 
-def _graph_svg(result: "BacktestResult") -> str | None:
-    """The run's annotated graph as SVG, or None when graphviz's ``dot`` is not installed."""
+def _graph_svg(result: "BacktestResult", path: str | Path) -> str | None:
+    """The run's annotated graph as SVG; None (with a warning if ``dot`` failed) when it cannot be drawn.
+
+    The graph is a by-product of the results, so a failing ``dot`` does not stop them being written.
+    """
     import shutil
 
     if shutil.which("dot") is None:
         return None
-    from candleflow.visualize.graph import build_graph
+    from candleflow.visualize.graph import build_graph, draw
 
-    return build_graph(result.compiled, result.stats).pipe(format="svg").decode("utf-8")
+    try:
+        return draw(build_graph(result.compiled, result.stats), "svg", path).decode("utf-8")
+    except CandleflowError as exc:
+        print(f"warning: {exc}; the results are written without it", file=sys.stderr)
+        return None
 
 
-def write_results(result: "BacktestResult", out_dir: str | Path) -> Path:
-    out = Path(out_dir)
-    files = render_files(result)  # everything rendered before the first byte is written
-    write_files_atomic({out / name: text for name, text in files.items()})  # all files, or none
+def write_results(result: "BacktestResult", out_dir: str | Path, *,
+                  extras: Mapping[str, Callable[[Path], Any]] | None = None) -> Path:
+    """Write the result files as a new ``out_dir``, switched in atomically (see the module docstring).
+
+    ``extras`` maps more paths inside the folder (e.g. a ``--report`` given inside ``--out``) to a
+    function that writes that file; they become part of the same atomic set.
+    """
+    out = check_results_folder(out_dir)
+    files = render_files(result, out / GRAPH)  # everything rendered before the first byte is written
+    with staged_folder(out) as stage:
+        for name, text in files.items():
+            (stage / name).write_text(text, encoding="utf-8")
+        for name, write in (extras or {}).items():
+            _write_extra(write, stage / name, out / name)
+        written = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+        (stage / MANIFEST).write_text(json.dumps({"files": written}, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _write_extra(write: Callable[[Path], Any], staged: Path, final: Path) -> None:
+    """``write(staged)``; an error names the file where the user will look for it, not the staged folder."""
+    try:
+        write(staged)
+    except CandleflowError as exc:
+        if exc.file == str(staged):
+            exc.file = str(final)
+        raise
+
+
+def check_results_folder(out_dir: str | Path, option: str = "--out") -> Path:
+    """``out_dir`` if a run may replace it (module docstring); called before the run starts.
+
+    Also removes what killed earlier runs left beside it (:func:`~candleflow._atomic.clean_stale`).
+    """
+    out = check_folder(out_dir, option)
+    real = Path(os.path.realpath(out))
+    if real.parent == real:
+        raise OutputError(f"{option}: cannot replace the root folder", file=str(out))
+    cwd = Path(os.path.realpath(os.getcwd()))
+    if real == cwd or real in cwd.parents:
+        raise OutputError(f"{option}: is the current folder or holds it; a run replaces the whole folder, "
+                          "so run it from outside", file=str(out))
+    clean_stale(real)
+    foreign = _foreign_files(real) if real.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputError(f"{option}: not a candleflow results folder (it holds {shown}); a run replaces the "
+                          "whole folder, so give a new or empty one", file=str(out))
+    return out
+
+
+def _foreign_files(folder: Path) -> list[str]:
+    """What in ``folder`` candleflow did not write there (relative paths, folders with a trailing /)."""
+    owned = {*FILES, GRAPH, MANIFEST}
+    try:
+        owned |= set(json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no manifest (an older version's folder, or not a results folder): only the known names
+    foreign = []
+    for root, dirs, names in os.walk(folder):
+        base = Path(root).relative_to(folder)
+        for name in names:
+            rel = (base / name).as_posix()
+            if rel not in owned and not _OLD_TEMP.fullmatch(name):
+                foreign.append(rel)
+        for name in list(dirs):
+            rel = (base / name).as_posix()
+            if not any(o.startswith(rel + "/") for o in owned):
+                foreign.append(rel + "/")
+                dirs.remove(name)
+    return sorted(foreign)
 
 
 def _csv(frame: pd.DataFrame, *, index: bool) -> str:
@@ -126,6 +216,8 @@ def read_results(out_dir: str | Path) -> dict[str, Any]:
     from candleflow.errors import DataError
 
     out = Path(out_dir)
+    if not os.path.lexists(out):
+        clean_stale(Path(os.path.realpath(out)))  # a run killed mid-switch (fallback) moved the old set aside
     missing = [name for name in FILES if not (out / name).is_file()]
     if missing:
         raise DataError(f"not a candleflow results folder: missing {', '.join(missing)}", file=str(out))

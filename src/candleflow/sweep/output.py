@@ -13,11 +13,13 @@ SUFFIXES = (".csv", ".parquet")
 
 
 def check_output(path: str | Path) -> Path:
-    """``path`` if its suffix names a format we write; checked before a sweep starts."""
+    """``path`` if its suffix names a format we write and a file can be written there; checked before a sweep."""
+    from candleflow.output_paths import check_file
+
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"--out must end in .csv or .parquet, not '{path.suffix or path.name}'", file=str(path))
-    return path
+    return check_file(path, "--out")
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -13,10 +13,17 @@ words of their error, skipped nodes are grey.
 
 The output format comes from the file suffix: ``.svg`` and ``.png`` are drawn by
 graphviz's ``dot`` program, ``.dot`` is the graph source and needs no program.
+
+Every text drawn (names, labels, params, rules, edge bindings, the title) is clipped to
+``CLIP`` characters, and a node id longer than ``CLIP`` is shortened with a hash, so a huge
+``--set`` value cannot make ``dot`` fail (it rejects strings over 16384 characters).  Should
+``dot`` fail anyway, :func:`draw` raises one line naming the output and dot's first stderr line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import textwrap
 from html import escape
 from pathlib import Path
@@ -49,29 +56,54 @@ STYLES = {
 ERROR_TEXT = "#b91c1c"
 ERROR_WORDS = 12
 ERROR_WIDTH = 44
+CLIP = 60  # characters of any one drawn text
 
 
 def render_graph(compiled: "CompiledStrategy", output: Path, *, stats: dict[str, "NodeStats"] | None = None) -> Path:
     """Draw ``compiled``'s graph into ``output`` (.svg, .png or .dot), atomically; return ``output``."""
-    import graphviz
-
     output = Path(output)
-    suffix = output.suffix.lower()
-    if suffix not in FORMATS:
-        raise ConfigError(f"cannot draw the graph as '{output.suffix or output.name}'; "
-                          f"use one of {', '.join(FORMATS)}", file=str(output))
+    suffix = _suffix(output)
     graph = build_graph(compiled, stats)
     if suffix == ".dot":
         write_text_atomic(output, graph.source)
         return output
     if suffix == ".png":
         graph.attr(dpi="144")
+    write_bytes_atomic(output, draw(graph, suffix[1:], output))
+    return output
+
+
+def check_graph_output(output: Path, option: str) -> Path:
+    """Before any work: the suffix is one we draw, ``dot`` is there when needed, the path is writable."""
+    from candleflow.output_paths import check_file
+
+    if _suffix(output) != ".dot" and shutil.which("dot") is None:
+        raise CandleflowError(DOT_MISSING)
+    return check_file(output, option)
+
+
+def draw(graph: "graphviz.Digraph", fmt: str, output: str | Path) -> bytes:
+    """``graph`` drawn by ``dot`` as ``fmt``; a missing or failing ``dot`` is one line naming ``output``."""
+    import graphviz
+
     try:
-        data = graph.pipe(format=suffix[1:])
+        return graph.pipe(format=fmt, quiet=True)  # dot's stderr goes into the one-line error, not the terminal
     except graphviz.ExecutableNotFound:
         raise CandleflowError(DOT_MISSING) from None
-    write_bytes_atomic(output, data)
-    return output
+    except graphviz.CalledProcessError as exc:
+        stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        first = next((line.strip() for line in stderr.splitlines() if line.strip()), f"exit code {exc.returncode}")
+        raise CandleflowError(f"graphviz's dot failed: {_clip(first, 200)}", file=str(output)) from None
+    except OSError as exc:
+        raise CandleflowError(f"cannot run graphviz's dot ({exc.strerror or exc})", file=str(output)) from None
+
+
+def _suffix(output: Path) -> str:
+    suffix = output.suffix.lower()
+    if suffix not in FORMATS:
+        raise ConfigError(f"cannot draw the graph as '{output.suffix or output.name}'; "
+                          f"use one of {', '.join(FORMATS)}", file=str(output))
+    return suffix
 
 
 def build_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | None = None) -> "graphviz.Digraph":
@@ -79,9 +111,10 @@ def build_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | No
     import graphviz
 
     strategy = compiled.strategy
-    graph = graphviz.Digraph(name=strategy.name)
+    graph = graphviz.Digraph(name=_clip(strategy.name))
+    title = f"{_clip(strategy.name)}  ·  {_clip(f'{strategy.symbol} {strategy.timeframe}')}"
     graph.attr(rankdir="LR", bgcolor="transparent", fontname=FONT, nodesep="0.35", ranksep="0.7", pad="0.2",
-               label=f"{strategy.name}  ·  {strategy.symbol} {strategy.timeframe}", labelloc="t", fontsize="16")
+               label=title, labelloc="t", fontsize="16")
     graph.attr("node", fontname=FONT, fontsize="12", style="filled", penwidth="1.4", margin="0.18,0.08")
     graph.attr("edge", fontname=FONT, fontsize="10", color="#94a3b8", fontcolor=MUTED, arrowsize="0.7")
     for name in compiled.order():
@@ -96,10 +129,10 @@ def build_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | No
                 lines += [f'<FONT COLOR="{ERROR_TEXT}">{escape(line)}</FONT>' for line in _first_words(stat.error)]
             elif stat.status == "skipped":
                 style.update(SKIPPED)
-        graph.node(name, label=_html_label(name, lines), **style)
+        graph.node(_node_id(name), label=_html_label(name, lines), **style)
     for source, target, data in compiled.graph.edges(data=True):
-        label = "\n".join(f"{b.output} -> {b.name}" if b.output else b.name for b in data["bindings"])
-        graph.edge(source, target, label=f" {label} ")
+        label = "\n".join(_clip(f"{b.output} -> {b.name}" if b.output else b.name) for b in data["bindings"])
+        graph.edge(_node_id(source), _node_id(target), label=f" {label} ")
     return graph
 
 
@@ -107,13 +140,14 @@ def _describe(compiled: "CompiledStrategy", name: str) -> list[str]:
     """The escaped detail lines under a node's name: its component and params."""
     strategy = compiled.strategy
     if name == CANDLES:
-        return [escape(f"{strategy.symbol} {strategy.timeframe}"), escape(compiled.graph.nodes[name]["label"])]
+        data = compiled.graph.nodes[name]["label"]
+        return [escape(_clip(f"{strategy.symbol} {strategy.timeframe}")), escape(_clip(data, tail=True))]
     if name == EVALUATOR:
         rules = [*strategy.rules.entry.items(), *strategy.rules.exit.items()]
-        return [escape(f"{key}: {action}") for key, action in rules]
+        return [escape(_clip(f"{key}: {action}")) for key, action in rules]
     plan: NodePlan = compiled.plans[name]
-    lines = [f"<I>{escape(plan.label)}</I>"]
-    params = [f"{key}={_short(value)}" for key, value in plan.params.items()]
+    lines = [f"<I>{escape(_clip(plan.label))}</I>"]
+    params = [f"{_short(key)}={_short(value)}" for key, value in plan.params.items()]
     lines += [escape(", ".join(params[i:i + 3])) for i in range(0, len(params), 3)]
     return lines
 
@@ -135,7 +169,7 @@ def _stat_line(stat: "NodeStats") -> str:
 
 def _html_label(name: str, lines: list[str]) -> str:
     details = "".join(f'<BR/><FONT POINT-SIZE="10">{line}</FONT>' for line in lines)
-    return f"<<B>{escape(name)}</B>{details}>"
+    return f"<<B>{escape(_clip(name))}</B>{details}>"
 
 
 def _duration(seconds: float) -> str:
@@ -146,9 +180,24 @@ def _first_words(error: str | None) -> list[str]:
     """The error's first ``ERROR_WORDS`` words after "failed:", wrapped into short lines."""
     words = (error or "").split()
     text = " ".join(["failed:", *words[:ERROR_WORDS]]) + (" ..." if len(words) > ERROR_WORDS else "")
-    return textwrap.wrap(text, ERROR_WIDTH)
+    return textwrap.wrap(_clip(text, 4 * ERROR_WIDTH), ERROR_WIDTH)  # a long word would wrap into many lines
 
 
 def _short(value: Any, limit: int = 24) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _clip(value: Any, limit: int = CLIP, *, tail: bool = False) -> str:
+    """``value`` as text of at most ``limit`` characters, ``...`` marking the cut (at the start with ``tail``)."""
+    text = str(value)
+    if len(text) <= limit or not tail:
+        return _short(text, limit)
+    return "..." + text[-(limit - 3):]
+
+
+def _node_id(name: str) -> str:
+    """The node's id in the graph source: its name, or for a very long one a clipped name and a hash."""
+    if len(name) <= CLIP:
+        return name
+    return f"{name[:CLIP - 12]}~{hashlib.sha1(name.encode()).hexdigest()[:10]}"
