@@ -17,7 +17,7 @@ from candleflow.dag.compiler import compile_strategy
 from candleflow.dag.executor import NodeStats
 from candleflow.errors import CandleflowError, ConfigError
 from candleflow.visualize import render_graph
-from candleflow.visualize.graph import CLIP, DOT_MISSING
+from candleflow.dag.draw import CLIP, DOT_MISSING
 
 SVG = "{http://www.w3.org/2000/svg}"
 LABELS = ("candles", "sma_fast", "sma_slow", "cross", "evaluator", "period=20", "period=50", "ma_crossover",

@@ -11,7 +11,7 @@ import pytest
 from candleflow.backtest import run_backtest
 from candleflow.visualize import write_report
 from candleflow.visualize.charts import MAX_POINTS, decimate, price_figure, split_indicators
-from candleflow.visualize.graph import DOT_MISSING
+from candleflow.dag.draw import DOT_MISSING
 
 
 @pytest.fixture(scope="module")

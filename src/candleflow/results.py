@@ -118,7 +118,7 @@ def _graph_svg(result: "BacktestResult", path: str | Path) -> str | None:
 
     if shutil.which("dot") is None:
         return None
-    from candleflow.visualize.graph import build_graph, draw
+    from candleflow.dag.draw import build_graph, draw
 
     try:
         return draw(build_graph(result.compiled, result.stats), "svg", path).decode("utf-8")
