@@ -60,14 +60,15 @@ def encode(value: Any) -> tuple[str, dict, list]:
             raise Unencodable("Simulation has fields this codec does not know")  # a new field must not be lost
         if type(value.trades) is not pd.DataFrame or type(value.equity) is not pd.Series:
             raise Unencodable("Simulation holds unexpected types")
-        if type(value.metrics) is not dict or not _plain(value.metrics):
-            raise Unencodable("metrics are not a dict of plain JSON values")
+        problem = _impure(value.metrics) if type(value.metrics) is dict else f"a {_type_name(value.metrics)}"
+        if problem:
+            raise Unencodable(f"the metrics hold {problem}, not plain JSON")
         trades, trades_table = _encode_frame(value.trades)
         equity, equity_table = _encode_series(value.equity)
         position, position_table = _encode_array(value.position)
         meta = {"trades": trades, "equity": equity, "position": position, "metrics": value.metrics}
         return "simulation", meta, [_ipc(trades_table), _ipc(equity_table), _ipc(position_table)]
-    raise Unencodable(f"a {type(value).__module__}.{type(value).__qualname__}")
+    raise Unencodable(f"a {_type_name(value)}")
 
 
 def decode(kind: str, meta: dict, streams: list) -> Any:
@@ -162,7 +163,7 @@ def _encode_index(index: pd.Index) -> tuple[dict, dict]:
     if type(index) is pd.RangeIndex:
         return {"type": "range", "start": index.start, "stop": index.stop, "step": index.step,
                 "name": _label(index.name)}, {}
-    if type(index).__name__ not in _INDEX_CLASSES or type(index) is not _INDEX_CLASSES[type(index).__name__]:
+    if type(index) not in _INDEX_CLASSES.values():
         raise Unencodable(f"the index is a {type(index).__name__}")
     freq = getattr(index, "freq", None)
     if freq is not None and pd.tseries.frequencies.to_offset(freq.freqstr) != freq:
@@ -239,9 +240,9 @@ def _encode_column(values: pd.Series | pd.Index | np.ndarray, what: str) -> tupl
         items = values.tolist()
         if all(type(v) is str for v in items):
             return pa.array(items, type=pa.string()), {"codec": "str"}
-        for v in items:
-            if not _plain(v):
-                raise Unencodable(f"{what} holds a {type(v).__module__}.{type(v).__qualname__}, not plain JSON")
+        problem = next(filter(None, map(_impure, items)), None)
+        if problem:
+            raise Unencodable(f"{what} holds {problem}, not plain JSON")
         return pa.array([json.dumps(v) for v in items], type=pa.string()), {"codec": "json"}
     raise Unencodable(f"{what} has dtype {dtype}")
 
@@ -257,7 +258,7 @@ def _decode_column(column, meta: dict) -> Any:
         if isinstance(dtype, pd.DatetimeTZDtype):
             naive = pd.DatetimeIndex(ticks.view(f"M8[{dtype.unit}]"))
             values = naive.tz_localize("UTC").tz_convert(dtype.tz).array
-        elif isinstance(dtype, np.dtype) and dtype.kind == codec[0].upper() and dtype.kind in "Mm":
+        elif isinstance(dtype, np.dtype) and dtype.kind == {"datetime": "M", "timedelta": "m"}[codec]:
             values = ticks.view(dtype)
         else:
             raise ValueError(f"{codec} column with dtype {dtype}")
@@ -299,18 +300,27 @@ def _check_dtype_name(dtype: Any, what: str) -> None:
         raise Unencodable(f"{what} has dtype {dtype!r}, which its name does not rebuild")
 
 
-def _plain(value: Any) -> bool:
-    """Plain JSON, checked by exact type: what ``json.loads(json.dumps(value))`` gives back unchanged."""
+def _impure(value: Any) -> str | None:
+    """What in ``value`` is not plain JSON, checked by exact type (None if nothing): plain JSON is
+    what ``json.loads(json.dumps(value))`` gives back unchanged, so a tuple or a numpy float is not."""
     try:
         if type(value) in SCALARS:
-            return True
+            return None
         if type(value) is list:
-            return all(_plain(v) for v in value)
+            return next(filter(None, map(_impure, value)), None)
         if type(value) is dict:
-            return all(type(k) is str and _plain(v) for k, v in value.items())
+            for k, v in value.items():
+                problem = f"a {_type_name(k)} key" if type(k) is not str else _impure(v)
+                if problem:
+                    return problem
+            return None
     except RecursionError:
-        pass
-    return False
+        return "values nested too deep"
+    return f"a {_type_name(value)}"
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 # --- Arrow IPC --------------------------------------------------------------------------------------------------
