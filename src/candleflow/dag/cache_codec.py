@@ -32,6 +32,7 @@ Decoding reads Arrow buffers, JSON and the names above; it builds no object name
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any
 
@@ -125,8 +126,9 @@ def _decode_frame(meta: dict, table) -> pd.DataFrame:
         raise ValueError("column names and dtypes disagree")
     data = {}
     for i, column_meta in enumerate(meta["dtypes"]):
-        values = _decode_column(table.column(f"c{i}"), column_meta)  # dtype given: object columns stay object
-        data[i] = pd.Series(values, index=index, dtype=values.dtype, copy=False)
+        values = _decode_column(table.column(f"c{i}"), column_meta)
+        # pandas >= 3 reads a bare object array of str as a str column: a Series keeps it object
+        data[i] = pd.Series(values, index=index, dtype=object, copy=False) if values.dtype == object else values
     frame = pd.DataFrame(data, index=index, copy=False) if data else pd.DataFrame(index=index)
     frame.columns = columns
     return frame
@@ -209,7 +211,18 @@ def _decode_labels(meta: dict) -> pd.Index:
         return _decode_index(meta, None)
     if meta["type"] != "labels" or type(meta["names"]) is not list:
         raise ValueError("bad column labels")
-    return pd.Index(meta["names"], dtype=pd.api.types.pandas_dtype(meta["dtype"]), name=meta["name"])
+    return _labels(tuple(meta["names"]), meta["dtype"], meta["name"]).copy()  # a copy: its name may be set
+
+
+@functools.lru_cache(maxsize=256)
+def _labels(names: tuple, dtype: str, name: Any) -> pd.Index:
+    """Memoized: the same few column labels come back for every entry (an Index is immutable, so shared)."""
+    return pd.Index(list(names), dtype=_dtype(dtype), name=name)
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype(name: str) -> Any:
+    return pd.api.types.pandas_dtype(name)
 
 
 def _label(value: Any) -> Any:
@@ -253,11 +266,11 @@ def _decode_column(column, meta: dict) -> Any:
     if codec == "numeric":
         return _numpy(column, np.dtype(meta["dtype"]))
     if codec in ("datetime", "timedelta"):
-        dtype = pd.api.types.pandas_dtype(meta["dtype"])
+        dtype = _dtype(meta["dtype"])
         ticks = _numpy(column, np.dtype("i8"))
         if isinstance(dtype, pd.DatetimeTZDtype):
-            naive = pd.DatetimeIndex(ticks.view(f"M8[{dtype.unit}]"))
-            values = naive.tz_localize("UTC").tz_convert(dtype.tz).array
+            values = pd.DatetimeIndex(ticks.view(f"M8[{dtype.unit}]")).tz_localize("UTC")  # ticks are UTC
+            values = (values if values.dtype == dtype else values.tz_convert(dtype.tz)).array
         elif isinstance(dtype, np.dtype) and dtype.kind == {"datetime": "M", "timedelta": "m"}[codec]:
             values = ticks.view(dtype)
         else:
@@ -267,7 +280,7 @@ def _decode_column(column, meta: dict) -> Any:
         return values
     items = _strings(column)
     if codec == "string":
-        return pd.array(items, dtype=pd.api.types.pandas_dtype(meta["dtype"]))
+        return pd.array(items, dtype=_dtype(meta["dtype"]))
     if codec == "str":
         if any(type(v) is not str for v in items):
             raise ValueError("missing value in a str column")
