@@ -22,7 +22,7 @@ from candleflow.dag.cache_codec import Unencodable, encode
 from candleflow.errors import CandleflowWarning
 from candleflow.nodes.outputs import empty_signal_frame, make_signal_frame
 
-PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = "node-0123456789abcdef"
 
 
