@@ -278,17 +278,18 @@ def _decode_column(column, meta: dict) -> Any:
         if values.dtype != dtype:
             raise ValueError(f"{codec} column rebuilt as {values.dtype}, not {dtype}")
         return values
-    items = _strings(column)
     if codec == "string":
-        return pd.array(items, dtype=_dtype(meta["dtype"]))
+        return pd.array(_strings(column).to_pylist(), dtype=_dtype(meta["dtype"]))
     if codec == "str":
-        if any(type(v) is not str for v in items):
+        if _strings(column).null_count:
             raise ValueError("missing value in a str column")
-    elif codec == "json":
-        items = [json.loads(v) for v in items]
-    else:
-        raise ValueError(f"unknown column codec {codec!r}")
-    return np.fromiter(items, dtype=object, count=len(items))
+        return column.to_numpy()  # an object array of Python str, converted by Arrow
+    if codec == "json":
+        items = json.loads("[" + ",".join(_strings(column).to_pylist()) + "]")  # one parse, not one per row
+        if len(items) != len(column):
+            raise ValueError("JSON column does not hold one value per row")
+        return np.fromiter(items, dtype=object, count=len(items))
+    raise ValueError(f"unknown column codec {codec!r}")
 
 
 def _numpy(column, dtype: np.dtype) -> np.ndarray:
@@ -300,12 +301,12 @@ def _numpy(column, dtype: np.dtype) -> np.ndarray:
     return array if array.flags.writeable else array.copy()  # node outputs are ordinary, writable arrays
 
 
-def _strings(column) -> list:
+def _strings(column):
     import pyarrow as pa  # see _encode_column
 
     if not pa.types.is_string(column.type):
         raise ValueError(f"expected a string column, found {column.type}")
-    return column.to_pylist()
+    return column
 
 
 def _check_dtype_name(dtype: Any, what: str) -> None:
