@@ -20,13 +20,15 @@ dtypes, index class, tz, freq, names.  A column is stored by one of these codecs
 * ``str``: an object column of Python ``str`` only, as an Arrow string column;
 * ``json``: any other object column whose values are plain JSON (None, bool, int, float
   incl. NaN/inf, str, lists, dicts with str keys -- checked by type, so a tuple or a numpy
-  scalar does not silently come back as a list or a float), one JSON text per row;
+  scalar does not silently come back as a list or a float), one JSON text per row (a NaN
+  there comes back as Python's NaN, without a payload or sign bit it may have had);
 * ``string``: a pandas string dtype (``str``), NA kept.
 
 Anything else (another dtype, a MultiIndex, an object that is not plain JSON, a subclass,
 ``attrs``) raises :class:`Unencodable` and the cache keeps that value in memory only.  There is
 deliberately no pickle fallback: unpickling a file from a cache folder can run any code.
-Decoding reads Arrow buffers, JSON and the names above; it builds no object named by the data.
+Decoding reads Arrow buffers and JSON; the data only picks among the codecs and index classes
+above and names dtypes for pandas to parse -- nothing is imported or called by a name it holds.
 """
 
 from __future__ import annotations
@@ -72,13 +74,13 @@ def encode(value: Any) -> tuple[str, dict, list]:
     raise Unencodable(f"a {_type_name(value)}")
 
 
-def decode(kind: str, meta: dict, streams: list) -> Any:
+def decode(value_type: str, meta: dict, streams: list) -> Any:
     """Rebuild what :func:`encode` described; raises on anything unexpected (the entry is then damaged)."""
-    if kind == "series" and len(streams) == 1:
+    if value_type == "series" and len(streams) == 1:
         return _decode_series(meta, _read(streams[0]))
-    if kind == "frame" and len(streams) == 1:
+    if value_type == "frame" and len(streams) == 1:
         return _decode_frame(meta, _read(streams[0]))
-    if kind == "simulation" and len(streams) == 3:
+    if value_type == "simulation" and len(streams) == 3:
         from candleflow.portfolio.simulate import Simulation
 
         metrics = meta["metrics"]
@@ -87,7 +89,7 @@ def decode(kind: str, meta: dict, streams: list) -> Any:
         return Simulation(trades=_decode_frame(meta["trades"], _read(streams[0])),
                           equity=_decode_series(meta["equity"], _read(streams[1])),
                           position=_decode_array(meta["position"], _read(streams[2])), metrics=metrics)
-    raise ValueError(f"unknown value type {kind!r} with {len(streams)} streams")
+    raise ValueError(f"unknown value type {value_type!r} with {len(streams)} streams")
 
 
 # --- containers -------------------------------------------------------------------------------------------------
@@ -285,7 +287,8 @@ def _decode_column(column, meta: dict) -> Any:
             raise ValueError("missing value in a str column")
         return column.to_numpy()  # an object array of Python str, converted by Arrow
     if codec == "json":
-        items = json.loads("[" + ",".join(_strings(column).to_pylist()) + "]")  # one parse, not one per row
+        # one parse, not one per row; the writer put one JSON value per row, and the count is checked
+        items = json.loads("[" + ",".join(_strings(column).to_pylist()) + "]")
         if len(items) != len(column):
             raise ValueError("JSON column does not hold one value per row")
         return np.fromiter(items, dtype=object, count=len(items))
