@@ -20,8 +20,9 @@ dtypes, index class, tz, freq, names.  A column is stored by one of these codecs
 * ``str``: an object column of Python ``str`` only, as an Arrow string column;
 * ``json``: any other object column whose values are plain JSON (None, bool, int, float
   incl. NaN/inf, str, lists, dicts with str keys -- checked by type, so a tuple or a numpy
-  scalar does not silently come back as a list or a float), one JSON text per row (a NaN
-  there comes back as Python's NaN, without a payload or sign bit it may have had);
+  scalar does not silently come back as a list or a float), kept as a list in the JSON
+  description rather than in Arrow (a NaN there comes back as Python's NaN, without a
+  payload or sign bit it may have had);
 * ``string``: a pandas string dtype (``str``), NA kept.
 
 Anything else (another dtype, a MultiIndex, an object that is not plain JSON, a subclass,
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from typing import Any
 
 import numpy as np
@@ -98,14 +98,13 @@ def decode(value_type: str, meta: dict, streams: list) -> Any:
 def _encode_series(series: pd.Series) -> tuple[dict, Any]:
     _check_plain_object(series, "series")
     index_meta, columns = _encode_index(series.index)
-    array, values_meta = _encode_column(series, "values")
-    columns["values"] = array
+    values_meta = _encode_column(series, "values", columns)
     return {"name": _label(series.name), "values": values_meta, "index": index_meta}, _table(columns)
 
 
 def _decode_series(meta: dict, table) -> pd.Series:
     index = _decode_index(meta["index"], table)
-    values = _decode_column(table.column("values"), meta["values"])
+    values = _decode_column(table, "values", meta["values"])
     return pd.Series(values, index=index, name=meta["name"], dtype=values.dtype, copy=False)
 
 
@@ -113,10 +112,8 @@ def _encode_frame(frame: pd.DataFrame) -> tuple[dict, Any]:
     _check_plain_object(frame, "frame")
     index_meta, columns = _encode_index(frame.index)
     dtypes = []
-    for i in range(frame.shape[1]):
-        array, column_meta = _encode_column(frame.iloc[:, i], f"column {frame.columns[i]!r}")
-        columns[f"c{i}"] = array
-        dtypes.append(column_meta)
+    for i, (label, column) in enumerate(frame.items()):
+        dtypes.append(_encode_column(column, f"c{i}", columns, what=f"column {label!r}"))
     meta = {"columns": _encode_labels(frame.columns), "dtypes": dtypes, "index": index_meta}
     return meta, _table(columns)
 
@@ -128,7 +125,7 @@ def _decode_frame(meta: dict, table) -> pd.DataFrame:
         raise ValueError("column names and dtypes disagree")
     data = {}
     for i, column_meta in enumerate(meta["dtypes"]):
-        values = _decode_column(table.column(f"c{i}"), column_meta)
+        values = _decode_column(table, f"c{i}", column_meta)
         # pandas >= 3 reads a bare object array of str as a str column: a Series keeps it object
         data[i] = pd.Series(values, index=index, dtype=object, copy=False) if values.dtype == object else values
     frame = pd.DataFrame(data, index=index, copy=False) if data else pd.DataFrame(index=index)
@@ -139,12 +136,13 @@ def _decode_frame(meta: dict, table) -> pd.DataFrame:
 def _encode_array(array: np.ndarray) -> tuple[dict, Any]:
     if type(array) is not np.ndarray or array.ndim != 1:
         raise Unencodable("an array that is not a 1-D numpy array")
-    values, meta = _encode_column(array, "array")
-    return meta, _table({"values": values})
+    columns: dict = {}
+    meta = _encode_column(array, "values", columns)
+    return meta, _table(columns)
 
 
 def _decode_array(meta: dict, table) -> np.ndarray:
-    values = _decode_column(table.column("values"), meta)
+    values = _decode_column(table, "values", meta)
     if not isinstance(values, np.ndarray):
         raise ValueError("array entry is not numeric")
     return values
@@ -172,9 +170,10 @@ def _encode_index(index: pd.Index) -> tuple[dict, dict]:
     freq = getattr(index, "freq", None)
     if freq is not None and pd.tseries.frequencies.to_offset(freq.freqstr) != freq:
         raise Unencodable(f"the index frequency {freq!r} does not survive its name")
-    array, meta = _encode_column(index, "index")
+    columns: dict = {}
+    meta = _encode_column(index, "index", columns)
     return {"type": type(index).__name__, "values": meta, "name": _label(index.name),
-            "freq": None if freq is None else freq.freqstr}, {"index": array}
+            "freq": None if freq is None else freq.freqstr}, columns
 
 
 def _decode_index(meta: dict, table) -> pd.Index:
@@ -184,7 +183,7 @@ def _decode_index(meta: dict, table) -> pd.Index:
             raise ValueError("range index bounds are not integers")
         return pd.RangeIndex(*bounds, name=meta["name"])
     cls = _INDEX_CLASSES[meta["type"]]
-    values = _decode_column(table.column("index"), meta["values"])
+    values = _decode_column(table, "index", meta["values"])
     if cls is pd.Index:
         index = pd.Index(values, dtype=values.dtype, name=meta["name"], copy=False)
     else:
@@ -236,35 +235,45 @@ def _label(value: Any) -> Any:
 # --- columns ----------------------------------------------------------------------------------------------------
 
 
-def _encode_column(values: pd.Series | pd.Index | np.ndarray, what: str) -> tuple[Any, dict]:
-    """One column as an Arrow array and its codec description; see the module docstring."""
+def _encode_column(values: pd.Series | pd.Index | np.ndarray, name: str, columns: dict, *,
+                   what: str | None = None) -> dict:
+    """Store one column as Arrow array ``columns[name]`` (or, for JSON values, in the returned description)."""
     import pyarrow as pa  # a dependency, imported only where a cache entry is written or read
 
+    what = what or name
     dtype = values.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "biuf" and dtype.isnative:
-        return pa.array(np.asarray(values)), {"codec": "numeric", "dtype": dtype.str}
+        columns[name] = pa.array(np.asarray(values))
+        return {"codec": "numeric", "dtype": dtype.str}
     if (isinstance(dtype, np.dtype) and dtype.kind in "Mm") or isinstance(dtype, pd.DatetimeTZDtype):
         _check_dtype_name(dtype, what)
-        ticks = values.view("i8") if isinstance(values, np.ndarray) else np.asarray(values.array.asi8)
-        return pa.array(ticks), {"codec": "datetime" if dtype.kind == "M" else "timedelta", "dtype": str(dtype)}
+        columns[name] = pa.array(values.view("i8") if isinstance(values, np.ndarray) else values.array.asi8)
+        return {"codec": "datetime" if dtype.kind == "M" else "timedelta", "dtype": str(dtype)}
     if isinstance(dtype, pd.StringDtype):
         _check_dtype_name(dtype, what)
-        items = [None if v is pd.NA or v != v else v for v in values.tolist()]
-        return pa.array(items, type=pa.string()), {"codec": "string", "dtype": str(dtype)}
+        columns[name] = pa.array([None if v is pd.NA or v != v else v for v in values.tolist()], type=pa.string())
+        return {"codec": "string", "dtype": str(dtype)}
     if dtype == object:
         items = values.tolist()
         if all(type(v) is str for v in items):
-            return pa.array(items, type=pa.string()), {"codec": "str"}
+            columns[name] = pa.array(items, type=pa.string())
+            return {"codec": "str"}
         problem = next(filter(None, map(_impure, items)), None)
         if problem:
             raise Unencodable(f"{what} holds {problem}, not plain JSON")
-        return pa.array([json.dumps(v) for v in items], type=pa.string()), {"codec": "json"}
+        return {"codec": "json", "values": items}  # in the JSON header: one encode and one parse for all rows
     raise Unencodable(f"{what} has dtype {dtype}")
 
 
-def _decode_column(column, meta: dict) -> Any:
+def _decode_column(table, name: str, meta: dict) -> Any:
     """The numpy array (or pandas array for tz-aware datetimes and strings) that :func:`_encode_column` stored."""
     codec = meta["codec"]
+    if codec == "json":
+        items = meta["values"]
+        if type(items) is not list:
+            raise ValueError("JSON column without a list of values")
+        return np.fromiter(items, dtype=object, count=len(items))
+    column = table.column(name)
     if codec == "numeric":
         return _numpy(column, np.dtype(meta["dtype"]))
     if codec in ("datetime", "timedelta"):
@@ -286,12 +295,6 @@ def _decode_column(column, meta: dict) -> Any:
         if _strings(column).null_count:
             raise ValueError("missing value in a str column")
         return column.to_numpy()  # an object array of Python str, converted by Arrow
-    if codec == "json":
-        # one parse, not one per row; the writer put one JSON value per row, and the count is checked
-        items = json.loads("[" + ",".join(_strings(column).to_pylist()) + "]")
-        if len(items) != len(column):
-            raise ValueError("JSON column does not hold one value per row")
-        return np.fromiter(items, dtype=object, count=len(items))
     raise ValueError(f"unknown column codec {codec!r}")
 
 
