@@ -328,3 +328,40 @@ def test_a_read_only_cache_folder_serves_hits_and_warns_once(capsys, clean):
                    "this run goes on without storing entries on disk\n")
     assert stats("out")["evaluator"] == "miss" and list(stats("out").values()).count("hit") == len(stats("out")) - 1
     assert outputs("out") == clean[0]
+
+
+def _forged(data: bytes, **changes) -> bytes:
+    """``data`` with its JSON header changed and the checksum recomputed: well formed, but not what put() wrote."""
+    import hashlib
+    import json
+
+    from candleflow.dag.cache import MAGIC
+
+    start = len(MAGIC) + 32
+    size = int.from_bytes(data[start:start + 4], "little")
+    header = json.loads(data[start + 4:start + 4 + size])
+    header.update(changes)
+    text = json.dumps(header).encode()
+    body = len(text).to_bytes(4, "little") + text + data[start + 4 + size:]
+    return MAGIC + hashlib.sha256(body).digest() + body
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"format": 0}, "format 0, expected 1"),
+    ({"type": "pickle"}, "undecodable: ValueError: unknown value type 'pickle' with 1 streams"),
+    ({"streams": [1]}, "stream lengths do not match the file"),
+    ({"value": {"name": None}}, "undecodable: KeyError: 'index'"),
+])
+def test_a_checksummed_entry_that_is_not_ours_is_a_miss(tmp_path, changes, reason):
+    from candleflow.errors import CandleflowWarning
+
+    key = "fast-0123"
+    NodeCache(tmp_path).put(key, pd.Series([1.0, np.nan]), kind="indicator")
+    (path,) = tmp_path.rglob(f"*{SUFFIX}")
+    path.write_bytes(_forged(path.read_bytes(), **changes))
+    with pytest.warns(CandleflowWarning) as caught:
+        assert NodeCache(tmp_path).get(key, None, kind="indicator") is None
+    assert [str(w.message) for w in caught] == [
+        f"{path}: damaged cache entry ({reason}); recomputing and replacing it "
+        f"(other damaged entries in this run are replaced without a warning)"]
+    assert not path.exists()  # removed, so that put() writes it afresh
