@@ -125,13 +125,13 @@ def execute(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCac
             finish(name, status="failed", seconds=time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}")
             raise
         if cache is not None:
-            cache.put(keys[name], value)
+            cache.put(keys[name], value, kind=graph.nodes[name]["kind"])
         finish(name, status="ok", seconds=time.perf_counter() - started, signals=_count_signals(name, graph, value))
         return value
 
     dsk: dict[str, Any] = {candles_key: candles}
     for name in stats:
-        hit = cache.get(keys[name], None) if cache is not None else None
+        hit = cache.get(keys[name], None, kind=graph.nodes[name]["kind"]) if cache is not None else None
         if hit is not None:
             dsk[keys[name]] = hit
             finish(name, cache="hit", status="ok", signals=_count_signals(name, graph, hit))
