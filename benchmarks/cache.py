@@ -23,11 +23,22 @@ Strategies: ``sma`` is the peers benchmark (SMA 20/50 crossover; cheap nodes), `
 adds an EMA, an RSI (incremental: a Python update per candle), Bollinger bands and MACD
 feeding four signal nodes, with stops.
 
+**Cost of a hit.**  For each strategy a child process (``_cache_hits.py``) times, per node,
+reading one entry back from disk (read, verify the checksum and key, decode the Arrow
+streams) and writing it, and the warm re-run whose every node is a disk hit.  With
+``--compare-src PATH`` (the ``src`` folder of another checkout, e.g. one from before the
+verified format, when entries were pickles) the same child runs on that code too, the two
+alternating twice (best of both kept), and both are printed with their ratio.
+
     python benchmarks/cache.py [--candles 8760] [--repeat 5] [--strategies sma,mixed,script] [--profile]
+                               [--compare-src PATH]
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -135,7 +146,7 @@ def sequence(candles, folder: Path, strategy: str, *, disk: bool) -> tuple[list[
         rows.append((stage, seconds, stats))
     size = 0
     if cache_dir is not None:
-        size = sum(p.stat().st_size for p in Path(cache_dir.name).rglob("*.pkl"))
+        size = sum(p.stat().st_size for p in Path(cache_dir.name).rglob("*") if p.is_file())
         cache_dir.cleanup()
     return rows, size
 
@@ -167,9 +178,62 @@ def report(candles, strategy: str, repeat: int, *, disk: bool) -> dict[str, floa
               f"{C.fmt_s(b['prepare']):>9} {C.fmt_s(b['load_data']):>10} {C.fmt_s(b['run_compiled']):>13} "
               f"{best['cold']['run_compiled'] / b['run_compiled']:>7.1f}x  {hits:>2}/{len(stats):<2} {computed or '-'}")
     if disk:
-        print(f"  cache folder after one sequence: {size / 1e6:.2f} MB of pickles")
+        print(f"  cache folder after one sequence: {size / 1e6:.2f} MB of entries")
     return dict(end_to_end=best["cold"]["total"] / best["fees changed"]["total"],
                 execution=best["cold"]["run_compiled"] / best["fees changed"]["run_compiled"])
+
+
+def hit_cost(candles_n: int, seed: int, strategy: str, repeat: int, compare_src: Path | None) -> None:
+    """Per-entry read + verify and write time, and the all-hits warm re-run, for this checkout (and another)."""
+    tmp = C.workspace()
+    path = write(Path(tmp.name), strategy, COMMISSIONS[0])
+    sources = {"new": C.REPO / "src", **({"old": compare_src} if compare_src else {})}
+    reports: dict[str, dict] = {}
+    for _ in range(2 if compare_src else 1):  # alternate new/old twice: the load on a shared machine drifts
+        for label, src in sources.items():
+            child = subprocess.run([sys.executable, str(Path(__file__).with_name("_cache_hits.py")), str(path),
+                                    "--candles", str(candles_n), "--seed", str(seed), "--repeat", str(repeat)],
+                                   env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True)
+            if child.returncode != 0:
+                raise SystemExit(f"_cache_hits.py failed on {src}:\n{child.stderr}")
+            reports[label] = _best(reports.get(label), json.loads(child.stdout))
+    tmp.cleanup()
+    print(f"[{strategy}] cost of a cache hit: one entry read back from disk (a fresh NodeCache(folder, memory=False)"
+          f".get: read, verify, decode) and written (put), best of {repeat}")
+    for label, report in reports.items():
+        print(f"  {label}: {report['candleflow']}")
+    _hit_table(reports)
+
+
+def _best(a: dict | None, b: dict) -> dict:
+    """Two child reports merged: the lower of each time."""
+    if a is None:
+        return b
+    entries = {name: {**e, "read": min(e["read"], b["entries"][name]["read"]),
+                      "write": min(e["write"], b["entries"][name]["write"])} for name, e in a["entries"].items()}
+    return {**a, "entries": entries, "warm_disk": min(a["warm_disk"], b["warm_disk"]),
+            "warm_memory": min(a["warm_memory"], b["warm_memory"])}
+
+
+def _hit_table(reports: dict[str, dict]) -> None:
+    new, old = reports["new"], reports.get("old")
+    head = f"  {'node':<12} {'kind':<10} {'new size':>9} {'read':>9} {'write':>9}"
+    print(head + (f" {'old size':>9} {'read':>9} {'write':>9} {'read new/old':>13}" if old else ""))
+    rows = [(name, e["kind"]) for name, e in new["entries"].items()]
+    totals = {label: {k: sum(e[k] for e in r["entries"].values()) for k in ("bytes", "read", "write")}
+              for label, r in reports.items()}
+    for name, kind in rows + [("all entries", "")]:
+        cells = {label: r["entries"][name] if name in r["entries"] else totals[label] for label, r in reports.items()}
+        line = f"  {name:<12} {kind:<10} {cells['new']['bytes'] / 1e3:>6.1f} kB {C.fmt_s(cells['new']['read']):>9} " \
+               f"{C.fmt_s(cells['new']['write']):>9}"
+        if old:
+            line += f" {cells['old']['bytes'] / 1e3:>6.1f} kB {C.fmt_s(cells['old']['read']):>9} " \
+                    f"{C.fmt_s(cells['old']['write']):>9} {cells['new']['read'] / cells['old']['read']:>12.2f}x"
+        print(line)
+    line = f"  warm re-run, every node a disk hit (run_compiled): new {C.fmt_s(new['warm_disk']).strip()}"
+    if old:
+        line += f", old {C.fmt_s(old['warm_disk']).strip()} (new/old {new['warm_disk'] / old['warm_disk']:.2f}x)"
+    print(line + f"; every node a memory hit: {C.fmt_s(new['warm_memory']).strip()}")
 
 
 PROFILED = [  # (label, file suffix, function): where a fees-only re-run spends its time
@@ -229,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                              "script component per candle: use fewer --candles and --repeat 1)")
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile the fees-changed re-run: where its time goes")
+    parser.add_argument("--compare-src", type=Path, default=None,
+                        help="the src folder of another candleflow checkout: also time its cache hits")
     args = parser.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     if not strategies or any(s not in ("sma", "mixed", "script") for s in strategies):
@@ -245,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         for disk in (False, True):
             print()
             results.append((strategy, disk, report(candles, strategy, args.repeat, disk=disk)))
+        print()
+        hit_cost(args.candles, args.seed, strategy, args.repeat, args.compare_src)
     if args.profile:
         for strategy in strategies:
             print()

@@ -85,3 +85,4 @@ def test_cache_reruns_hit_the_cache(outputs):
     assert len(fees) == 2 and len(same) == 2, out  # memory and disk
     assert all(int(h) == int(n) - 1 for h, n in fees), out  # everything but the evaluator is a hit
     assert all(int(h) == int(n) for h, n in same), out
+    assert re.search(r"^\s+all entries\s", out, re.M) and "warm re-run, every node a disk hit" in out, out  # hit cost

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -79,9 +78,11 @@ def _candleflow() -> list[str]:
 
 
 def cache_entries(cache: Path) -> dict[str, object]:
-    """Every cache entry by key; fails if one is torn (unpicklable) or a temp file was left behind."""
-    assert not [p for p in cache.rglob("*") if p.is_file() and p.suffix != ".pkl"]
-    return {path.stem: pickle.loads(path.read_bytes()) for path in cache.rglob("*.pkl")}
+    """Every cache entry by key; fails if one is torn (does not verify) or a temp file was left behind."""
+    from candleflow.dag.cache import SUFFIX, read_entry
+
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.suffix != SUFFIX]
+    return {path.stem: read_entry(path.read_bytes(), path.stem, None) for path in cache.rglob(f"*{SUFFIX}")}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

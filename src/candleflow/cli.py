@@ -1,7 +1,9 @@
 """The ``candleflow`` command line.
 
 User errors (:class:`~candleflow.errors.CandleflowError`) print one line on
-stderr and exit with code 2; ``--debug`` adds the traceback.  Ctrl-C exits 130
+stderr and exit with code 2; ``--debug`` adds the traceback.  Warnings
+(:class:`~candleflow.errors.CandleflowWarning`: a fallback, the run goes on) print
+one line ``warning: ...`` on stderr each.  Ctrl-C exits 130
 and, because every output file is written atomically, leaves no partial files.
 
 Every output path a command was given is checked before its work starts
@@ -17,13 +19,14 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import click
 import typer
 
-from candleflow.errors import CandleflowError, ConfigError
+from candleflow.errors import CandleflowError, CandleflowWarning, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Backtest trading strategies declared as YAML graphs.")
@@ -313,6 +316,23 @@ def _interrupts_as_keyboard_interrupt(received: list[int]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """While the command runs, each CandleflowWarning prints as one ``warning: ...`` line (others as usual)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CandleflowWarning)  # their sender already says each thing once
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, CandleflowWarning):
+                print("warning: " + " ".join(str(message).split()), file=sys.stderr)  # one line, always
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def _interrupted(received: list[int]) -> int:
     signum = received[-1] if received else signal.SIGINT
     print(_INTERRUPTED.get(signum, _INTERRUPTED[signal.SIGINT]), file=sys.stderr)
@@ -332,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         _state["debug"] = True
         args = [args[0]] + [a for a in args[1:] if a != "--debug"]
     try:
-        with _interrupts_as_keyboard_interrupt(received):
+        with _interrupts_as_keyboard_interrupt(received), _warnings_as_lines():
             code = app(args=args, prog_name="candleflow", standalone_mode=False)
     except _EXIT as exc:
         return getattr(exc, "exit_code", 0)

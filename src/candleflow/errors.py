@@ -11,9 +11,15 @@ errors read alike:
 
 >>> str(ConfigError("unknown indicator 'sma_200'", file="s.yaml", path="signals[0].inputs[1]"))
 "s.yaml: signals[0].inputs[1]: unknown indicator 'sma_200'"
+
+A fallback that lets the run go on (e.g. a damaged cache entry, recomputed) is not an
+error but must not be silent: :func:`warn` issues a :class:`CandleflowWarning`, which
+the CLI prints as one line ``warning: <where>: <what>`` on stderr.
 """
 
 from __future__ import annotations
+
+import warnings
 
 
 class CandleflowError(Exception):
@@ -71,6 +77,15 @@ class ComponentError(CandleflowError):
 
 class OutputError(CandleflowError):
     """An output path cannot be written: wrong kind, under a file, read-only, or the disk is full."""
+
+
+class CandleflowWarning(UserWarning):
+    """Something the user should know about that did not stop the run (printed as one ``warning:`` line)."""
+
+
+def warn(message: str) -> None:
+    """Report a fallback; the caller decides how often (the CLI shows every one it receives)."""
+    warnings.warn(message, CandleflowWarning, stacklevel=2)
 
 
 def _one_line(text: str, limit: int = 300) -> str:

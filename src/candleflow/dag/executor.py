@@ -79,7 +79,7 @@ def execute(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCac
         if name is None or name in settled:
             return
         if cache is not None:
-            cache.put(key, output.value)
+            cache.put(key, output.value, kind=stats[name].kind)
         done(name, output)
 
     dsk: dict[str, Any] = {candles_key: candles, **work.dsk}
@@ -89,7 +89,7 @@ def execute(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCac
             done(name, dsk[key], status="replayed")
             settled.add(name)
             continue
-        hit = cache.get(key, None) if cache is not None else None
+        hit = cache.get(key, None, kind=stats[name].kind) if cache is not None else None
         if hit is not None:
             dsk[key] = Output(hit)
             done(name, dsk[key], cache="hit")
