@@ -10,20 +10,12 @@ be empty or a results folder holding only what candleflow wrote there: the files
 listed in its ``manifest.json`` (e.g. a ``--report`` written inside it), and temp files of a killed
 older version; otherwise :func:`check_results_folder` refuses it before the run starts.  ``--out``
 may not be the current folder (or hold it), which the switch would leave deleted under the shell.
-Files:
 
-===================  =====================================================
-``metrics.json``     metrics (NaN/inf written as null/"inf"), run info
-``trades.csv``       one row per trade
-``equity.csv``       time, equity, drawdown, position
-``signals.csv``      every signal event: node, bar, time, type, strength
-``indicators.csv``   time + every indicator output column
-``candles.csv``      the candles the run used
-``nodes.json``       per-node stats (time, cache hit/miss, status, error)
-``strategy.yaml``    the (rendered) strategy text
-``graph.svg``        the annotated graph (only where graphviz's ``dot`` is installed)
-``manifest.json``    every file the run wrote into the folder (relative paths)
-===================  =====================================================
+The folder's schema is :data:`RESULT_FILES`, defined once as data: each file's name, format and what
+it holds, and for a CSV its index and columns and which of them are UTC times.  :func:`render_files`
+writes by it (the schema's columns, in its order, times as ``2023-01-02T00:00:00Z``) and
+:func:`read_results` reads by it (times parsed back, metrics' null/"inf" back to NaN/inf); a file
+missing or not as the schema says is one :class:`~candleflow.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -33,23 +25,62 @@ import math
 import os
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
 import pandas as pd
 
 from candleflow._atomic import clean_stale, staged_folder
-from candleflow.errors import CandleflowError, OutputError
+from candleflow.errors import CandleflowError, DataError, OutputError
 from candleflow.output_paths import check_folder
+from candleflow.portfolio.simulate import TRADE_COLUMNS
+from candleflow.vocab import CANDLE_COLUMNS
 
 if TYPE_CHECKING:
     from candleflow.backtest import BacktestResult
 
-FILES = ("metrics.json", "trades.csv", "equity.csv", "signals.csv", "indicators.csv", "candles.csv",
-         "nodes.json", "strategy.yaml")
-GRAPH = "graph.svg"
-MANIFEST = "manifest.json"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """One file of a results folder; ``key`` (the name without its suffix) is what it is read back under."""
+
+    name: str
+    format: Literal["json", "csv", "text"]
+    holds: str
+    index: str | None = None  # csv: the index column, a UTC time; None: no index
+    columns: tuple[str, ...] | None = None  # csv: the columns in order; None: whatever the run has
+    times: tuple[str, ...] = ()  # csv: the columns holding UTC times
+    numbers: str | None = None  # json: the member mapping names to numbers (NaN as null, inf as "inf")
+    optional: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.name.split(".")[0]
+
+
+RESULT_FILES: tuple[ResultFile, ...] = (
+    ResultFile("metrics.json", "json", "the metrics and the run's info (strategy, symbol, candles, start, end)",
+               numbers="metrics"),
+    ResultFile("trades.csv", "csv", "one row per trade", columns=tuple(TRADE_COLUMNS),
+               times=("entry_time", "exit_time")),
+    ResultFile("equity.csv", "csv", "equity, drawdown and position after each candle", index="time",
+               columns=("equity", "drawdown", "position")),
+    ResultFile("signals.csv", "csv", "every signal event", columns=("node", "bar", "time", "signal_type", "strength"),
+               times=("time",)),
+    ResultFile("indicators.csv", "csv", "every indicator output, one column each (sma_fast, bb.upper)", index="time"),
+    ResultFile("candles.csv", "csv", "the candles the run used", index="time", columns=CANDLE_COLUMNS),
+    ResultFile("nodes.json", "json", "per-node stats (time, cache hit/miss, status, error)"),
+    ResultFile("strategy.yaml", "text", "the (rendered) strategy text"),
+    ResultFile("graph.svg", "text", "the annotated graph (only where graphviz's dot is installed)", optional=True),
+    ResultFile("manifest.json", "json", "every file the run wrote into the folder (relative paths)", optional=True),
+)
+SCHEMA: dict[str, ResultFile] = {file.key: file for file in RESULT_FILES}
+FILES = tuple(file.name for file in RESULT_FILES if not file.optional)  # what every results folder has
+GRAPH = SCHEMA["graph"].name
+MANIFEST = SCHEMA["manifest"].name  # written by write_results, after the files render_files renders
 _OLD_TEMP = re.compile(r"\.[^/]+\.[a-z0-9_]{8}\.tmp")  # a file's temp left by a killed run of an older version
 
 
@@ -70,18 +101,19 @@ def json_safe(value: Any) -> Any:
 
 
 def render_files(result: "BacktestResult", graph_path: str | Path = GRAPH) -> dict[str, str]:
-    """Every result file's text, keyed by file name (``graph_path`` names the graph in a warning)."""
+    """Every result file's text, keyed by file name, as :data:`RESULT_FILES` says.
+
+    ``graph_path`` names the graph in a warning.
+    """
     strategy = result.strategy
     equity = result.equity
     drawdown = equity / equity.cummax() - 1.0
     equity_frame = pd.DataFrame({"equity": equity, "drawdown": drawdown,
                                  "position": result.simulation.position}, index=equity.index)
-    signal_rows = []
-    for name, frame in result.signals().items():
-        rows = frame.assign(node=name, time=result.candles.index[frame["bar"].to_numpy()])
-        signal_rows.append(rows[["node", "bar", "time", "signal_type", "strength"]])
+    signal_rows = [frame.assign(node=name, time=result.candles.index[frame["bar"].to_numpy()])
+                   for name, frame in result.signals().items()]
     signals = pd.concat(signal_rows, ignore_index=True) if signal_rows else pd.DataFrame(
-        columns=["node", "bar", "time", "signal_type", "strength"])
+        columns=SCHEMA["signals"].columns)
     indicator_columns = {}
     for name, value in result.indicators().items():
         if isinstance(value, pd.DataFrame):
@@ -89,24 +121,45 @@ def render_files(result: "BacktestResult", graph_path: str | Path = GRAPH) -> di
                 indicator_columns[f"{name}.{column}"] = value[column]
         else:
             indicator_columns[name] = value
-    indicators = pd.DataFrame(indicator_columns, index=result.candles.index)
     info = {"strategy": strategy.name, "symbol": strategy.symbol, "timeframe": strategy.timeframe,
             "file": result.compiled.file, "candles": len(result.candles),
             "start": result.candles.index[0].isoformat(), "end": result.candles.index[-1].isoformat()}
-    files = {
-        "metrics.json": json.dumps({"metrics": json_safe(dict(result.metrics)), "run": info}, indent=2) + "\n",
-        "trades.csv": _csv(result.trades, index=False),
-        "equity.csv": _csv(equity_frame, index=True),
-        "signals.csv": _csv(signals, index=False),
-        "indicators.csv": _csv(indicators, index=True),
-        "candles.csv": _csv(result.candles, index=True),
-        "nodes.json": json.dumps(json_safe([asdict(s) for s in result.stats.values()]), indent=2) + "\n",
-        "strategy.yaml": result.source_text or "",
+    contents = {
+        "metrics": {"metrics": dict(result.metrics), "run": info},
+        "trades": result.trades,
+        "equity": equity_frame,
+        "signals": signals,
+        "indicators": pd.DataFrame(indicator_columns, index=result.candles.index),
+        "candles": result.candles,
+        "nodes": [asdict(s) for s in result.stats.values()],
+        "strategy": result.source_text or "",
     }
+    files = {SCHEMA[key].name: _render(SCHEMA[key], content) for key, content in contents.items()}
     graph = _graph_svg(result, graph_path)
     if graph is not None:
         files[GRAPH] = graph
     return files
+
+
+def _render(file: ResultFile, content: Any) -> str:
+    """One file's text: JSON (non-finite numbers made JSON-safe), CSV by the schema, or the text itself."""
+    if file.format == "json":
+        return json.dumps(json_safe(content), indent=2) + "\n"
+    if file.format == "text":
+        return content
+    frame = content
+    if file.columns is not None:
+        missing = [c for c in file.columns if c not in frame.columns]
+        if missing:  # a bug, not bad input: the schema and the code producing the frame disagree
+            raise ValueError(f"{file.name}: the frame lacks the schema's column(s) {', '.join(missing)}")
+        frame = frame[list(file.columns)]
+    frame = frame.copy()
+    for column in file.times:
+        frame[column] = pd.to_datetime(frame[column], utc=True).dt.strftime(TIME_FORMAT)
+    if file.index is not None:
+        frame.index = pd.DatetimeIndex(frame.index).strftime(TIME_FORMAT)
+        frame.index.name = file.index
+    return frame.to_csv(index=file.index is not None, float_format="%.10g")
 
 
 def _graph_svg(result: "BacktestResult", path: str | Path) -> str | None:
@@ -200,44 +253,70 @@ def _foreign_files(folder: Path) -> list[str]:
     return sorted(foreign)
 
 
-def _csv(frame: pd.DataFrame, *, index: bool) -> str:
-    frame = frame.copy()
-    for column in frame.columns:
-        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-            frame[column] = frame[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if index and isinstance(frame.index, pd.DatetimeIndex):
-        frame.index = frame.index.strftime("%Y-%m-%dT%H:%M:%SZ")
-        frame.index.name = "time"
-    return frame.to_csv(index=index, float_format="%.10g")
-
-
 def read_results(out_dir: str | Path) -> dict[str, Any]:
-    """Load a results folder back (for ``candleflow report``)."""
-    from candleflow.errors import DataError
+    """Load a results folder back (for ``candleflow report``), keyed by :attr:`ResultFile.key`.
 
+    CSVs come back as frames with their time index and time columns parsed (UTC),
+    JSON with its numbers member's null/"inf"/"-inf" as NaN/inf, text as text; an
+    optional file that is absent is None.
+    """
     out = Path(out_dir)
     if not os.path.lexists(out):
         clean_stale(Path(os.path.realpath(out)))  # a run killed mid-switch (fallback) moved the old set aside
-    missing = [name for name in FILES if not (out / name).is_file()]
+    missing = [file.name for file in RESULT_FILES if not file.optional and not (out / file.name).is_file()]
     if missing:
         raise DataError(f"not a candleflow results folder: missing {', '.join(missing)}", file=str(out))
+    contents: dict[str, Any] = {}
+    for file in RESULT_FILES:
+        path = out / file.name
+        if file.optional and not path.is_file():
+            contents[file.key] = None
+            continue
+        try:
+            contents[file.key] = _read(file, path)
+        except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+            raise DataError(f"unreadable results file: {' '.join(str(exc).split())}", file=str(path)) from None
+    return contents
 
-    def frame(name: str, index: bool) -> pd.DataFrame:
-        data = pd.read_csv(out / name, index_col=0 if index else None)
-        if index:
-            data.index = pd.to_datetime(data.index, utc=True)
-        for column in ("entry_time", "exit_time", "time"):
-            if column in data.columns:
-                data[column] = pd.to_datetime(data[column], utc=True)
-        return data
 
-    return {
-        "metrics": json.loads((out / "metrics.json").read_text()),
-        "trades": frame("trades.csv", False),
-        "equity": frame("equity.csv", True),
-        "signals": frame("signals.csv", False),
-        "indicators": frame("indicators.csv", True),
-        "candles": frame("candles.csv", True),
-        "nodes": json.loads((out / "nodes.json").read_text()),
-        "strategy_text": (out / "strategy.yaml").read_text(),
-    }
+def _read(file: ResultFile, path: Path) -> Any:
+    """One file's content as the schema describes it (ValueError when it is not)."""
+    if file.format == "text":
+        return path.read_text(encoding="utf-8")
+    if file.format == "json":
+        content = json.loads(path.read_text(encoding="utf-8"))
+        if file.numbers is not None:
+            if not isinstance(content, dict) or not isinstance(content.get(file.numbers), dict):
+                raise ValueError(f"no '{file.numbers}' mapping")
+            content[file.numbers] = {name: _json_number(name, v) for name, v in content[file.numbers].items()}
+        return content
+    frame = pd.read_csv(path)
+    expected = [*([file.index] if file.index else []), *(file.columns or ())]
+    missing = [column for column in expected if column not in frame.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {', '.join(missing)}")
+    for column in file.times:
+        frame[column] = _times(frame[column])
+    if file.index is not None:
+        frame = frame.set_index(pd.DatetimeIndex(_times(frame.pop(file.index)), name=file.index))
+    return frame
+
+
+def _times(column: pd.Series) -> pd.Series:
+    """UTC times in nanoseconds, like the run's own (pandas 3 would parse text to microseconds)."""
+    times = pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce")
+    bad = times.isna() & column.notna()
+    if bad.any():
+        raise ValueError(f"column '{column.name}' has {column[bad].iloc[0]!r}, not an ISO-8601 time")
+    return times.dt.as_unit("ns")
+
+
+def _json_number(name: str, value: Any) -> float | int:
+    """The inverse of :func:`json_safe` for a number: null is NaN, "inf"/"-inf" are infinities."""
+    if value is None:
+        return math.nan
+    if value in ("inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"'{name}' is {value!r}, not a number")
+    return value

@@ -111,14 +111,13 @@ def report_from_folder(folder: Path) -> ReportData:
     files = read_results(folder)
     info = dict(files["metrics"]["run"])
     info["start"], info["end"] = pd.Timestamp(info["start"]), pd.Timestamp(info["end"])
-    saved = folder / "graph.svg"
-    if saved.is_file():
-        svg, note = _inline_svg(saved.read_text(encoding="utf-8")), None
+    if files["graph"] is not None:
+        svg, note = _inline_svg(files["graph"]), None
     else:
-        svg, note = _redraw_graph(files["strategy_text"], info["file"], files["nodes"])
+        svg, note = _redraw_graph(files["strategy"], info["file"], files["nodes"])
     return ReportData(info=info, metrics=files["metrics"]["metrics"], candles=files["candles"],
                       indicators=files["indicators"], equity=files["equity"]["equity"], trades=files["trades"],
-                      strategy_text=files["strategy_text"], graph_svg=svg, graph_note=note)
+                      strategy_text=files["strategy"], graph_svg=svg, graph_note=note)
 
 
 def render_report(data: ReportData) -> str:

@@ -1,0 +1,123 @@
+"""The results folder's schema: the writer writes it, the reader reads it back, a folder not like it is one error."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from candleflow.backtest import run_backtest
+from candleflow.errors import DataError
+from candleflow.results import FILES, RESULT_FILES, SCHEMA, read_results
+
+
+@pytest.fixture(scope="module")
+def result(repo):
+    return run_backtest(repo / "strategies" / "ma_crossover.yaml", cache=None, scheduler="sync")
+
+
+@pytest.fixture(scope="module")
+def folder(result, tmp_path_factory):
+    return result.write(tmp_path_factory.mktemp("run") / "out")
+
+
+def copy(folder, tmp_path):
+    return shutil.copytree(folder, tmp_path / "out")
+
+
+def test_the_writer_writes_the_schema(folder):
+    names = {path.name for path in folder.iterdir()}
+    assert set(FILES) <= names <= {file.name for file in RESULT_FILES}
+    for file in RESULT_FILES:
+        if file.format == "csv":
+            header = (folder / file.name).read_text(encoding="utf-8").splitlines()[0].split(",")
+            assert header[:1 if file.index else 0] == ([file.index] if file.index else [])
+            if file.columns is not None:
+                assert header[1 if file.index else 0:] == list(file.columns), file.name
+
+
+def test_the_reader_gives_back_what_the_run_had(result, folder):
+    files = read_results(folder)
+    assert set(files) == set(SCHEMA)
+    same = {"check_dtype": False, "check_freq": False, "rtol": 1e-9}  # CSV keeps 10 significant digits
+    pd.testing.assert_frame_equal(files["trades"], result.trades, **same)
+    pd.testing.assert_frame_equal(files["candles"], result.candles, **same)
+    pd.testing.assert_series_equal(files["equity"]["equity"], result.equity.rename("equity"), **same)
+    indicators = files["indicators"]
+    assert indicators.index.equals(result.candles.index)
+    pd.testing.assert_series_equal(indicators["sma_fast"], result.indicators()["sma_fast"].rename("sma_fast"),
+                                   check_names=False, **same)
+    events = sum(len(frame) for frame in result.signals().values())
+    assert len(files["signals"]) == events > 0
+    assert files["signals"]["time"].tolist() == result.candles.index[files["signals"]["bar"]].tolist()
+    assert files["metrics"]["metrics"] == pytest.approx(dict(result.metrics), rel=1e-12, nan_ok=True)
+    assert files["strategy"] == result.source_text
+    assert [row["name"] for row in files["nodes"]] == list(result.stats)
+
+
+def test_non_finite_metrics_come_back_as_floats(folder, tmp_path):
+    out = copy(folder, tmp_path)
+    saved = json.loads((out / "metrics.json").read_text())
+    saved["metrics"].update(sharpe=None, profit_factor="inf", sortino="-inf")  # how json_safe spells them
+    (out / "metrics.json").write_text(json.dumps(saved))
+    metrics = read_results(out)["metrics"]["metrics"]
+    assert math.isnan(metrics["sharpe"]) and metrics["profit_factor"] == math.inf and metrics["sortino"] == -math.inf
+
+
+def drop_column(name: str, column: str):
+    def edit(out):
+        path = out / name
+        pd.read_csv(path).drop(columns=[column]).to_csv(path, index=False)
+    return edit
+
+
+def replace_text(name: str, old: str, new: str):
+    def edit(out):
+        path = out / name
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+    return edit
+
+
+BROKEN = [
+    ("no-trades", lambda out: (out / "trades.csv").unlink(),
+     "out: not a candleflow results folder: missing trades.csv"),
+    ("trades-without-pnl", drop_column("trades.csv", "pnl"),
+     "out/trades.csv: unreadable results file: missing column(s) pnl"),
+    ("equity-without-time", drop_column("equity.csv", "time"),
+     "out/equity.csv: unreadable results file: missing column(s) time"),
+    ("bad-time", replace_text("candles.csv", "2023-01-02T00:00:00Z", "yesterday"),
+     "out/candles.csv: unreadable results file: column 'time' has 'yesterday', not an ISO-8601 time"),
+    ("metrics-not-json", replace_text("metrics.json", "{", "[", ), "out/metrics.json: unreadable results file: "),
+    ("metric-not-a-number", replace_text("metrics.json", '"n_trades": ', '"n_trades": "many", "x": '),
+     "out/metrics.json: unreadable results file: 'n_trades' is 'many', not a number"),
+]
+
+
+@pytest.mark.parametrize("edit, expected", [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+def test_a_folder_not_like_the_schema_is_one_data_error(folder, tmp_path, monkeypatch, edit, expected):
+    out = copy(folder, tmp_path)
+    edit(out)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as caught:
+        read_results("out")
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+
+
+def test_the_report_command_on_a_broken_folder_is_one_line(folder, tmp_path):
+    out = copy(folder, tmp_path)
+    drop_column("trades.csv", "pnl")(out)
+    exe = shutil.which("candleflow")
+    command = [exe] if exe else [sys.executable, "-m", "candleflow.cli"]
+    proc = subprocess.run(command + ["report", "out", "-o", "report.html"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "CANDLEFLOW_DEBUG": ""})
+    expected = "error: out/trades.csv: unreadable results file: missing column(s) pnl\n"
+    assert (proc.returncode, proc.stderr) == (2, expected)
+    assert not (tmp_path / "report.html").exists()
