@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from candleflow.backtest import run_backtest
+from candleflow.portfolio.catalog import METRICS, format_metric
 from candleflow.visualize import write_report
 from candleflow.visualize.charts import MAX_POINTS, decimate, price_figure, split_indicators
 from candleflow.dag.draw import DOT_MISSING
@@ -79,6 +80,42 @@ def test_report_without_dot_says_why_and_keeps_the_rest(result, tmp_path, monkey
     text = write_report(result, tmp_path / "report.html").read_text(encoding="utf-8")
     assert not missing(text, DOT_MISSING.replace("'", "&#39;"))
     assert len(re.findall(r'<tr class="trade">', text)) == len(result.trades)
+
+
+def metric_rows(text: str) -> list[tuple[str, str, str]]:
+    """(label, colour class, value) of every row of the report's metrics table."""
+    return re.findall(r'<tr><th>([^<]*)</th><td class="num ?([a-z]*)">([^<]*)</td></tr>', text)
+
+
+def cards(text: str) -> list[tuple[str, str, str]]:
+    return re.findall(r'<div class="card-label">([^<]*)</div>\s*<div class="card-value ?([a-z]*)">([^<]*)</div>', text)
+
+
+def test_metrics_table_and_cards_follow_the_catalog(result, results_folder, tmp_path):
+    expected = []
+    for m in METRICS:
+        value = result.metrics[m.key]
+        tone = "" if m.neutral is None or value == m.neutral else "up" if value > m.neutral else "down"
+        expected.append((m.label, tone, format_metric(m.key, value)))
+    from_result = write_report(result, tmp_path / "a.html").read_text(encoding="utf-8")
+    from_folder = write_report(results_folder, tmp_path / "b.html").read_text(encoding="utf-8")
+    for text in (from_result, from_folder):  # the same text whether the metrics come from memory or metrics.json
+        assert metric_rows(text) == expected
+        assert cards(text) == [row for m, row in zip(METRICS, expected) if m.card]
+
+
+def test_undefined_metrics_of_a_results_folder_read_as_n_a_and_inf(results_folder, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(results_folder, tmp_path / "out")
+    saved = json.loads((folder / "metrics.json").read_text())
+    saved["metrics"].update(sharpe=None, profit_factor="inf", sortino="-inf")  # as json_safe writes NaN and inf
+    (folder / "metrics.json").write_text(json.dumps(saved))
+    rows = {label: (tone, value) for label, tone, value in metric_rows(
+        write_report(folder, tmp_path / "report.html").read_text(encoding="utf-8"))}
+    assert rows["Sharpe"] == ("", "n/a")
+    assert rows["Profit factor"] == ("up", "inf") and rows["Sortino"] == ("down", "-inf")
 
 
 def test_indicators_on_the_price_scale_overlay_it_others_get_panels():

@@ -1,31 +1,10 @@
-"""The rich summary table printed after ``candleflow run``."""
+"""The rich summary table printed after ``candleflow run``: every metric, as the catalog labels and formats it."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-METRIC_FORMATS = [
-    ("final_equity", "Final equity", "{:,.2f}"),
-    ("total_return", "Total return", "{:+.2%}"),
-    ("cagr", "CAGR", "{:+.2%}"),
-    ("sharpe", "Sharpe", "{:.2f}"),
-    ("sortino", "Sortino", "{:.2f}"),
-    ("max_drawdown", "Max drawdown", "{:.2%}"),
-    ("n_trades", "Trades", "{:d}"),
-    ("win_rate", "Win rate", "{:.1%}"),
-    ("profit_factor", "Profit factor", "{:.2f}"),
-    ("exposure", "Exposure", "{:.1%}"),
-]
-
-
-def format_metric(key: str, value) -> str:
-    fmt = next((f for k, _, f in METRIC_FORMATS if k == key), "{}")
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    return fmt.format(int(value) if fmt == "{:d}" else value)
+from candleflow.portfolio.catalog import METRICS, format_metric
 
 
 def print_summary(result, *, out: Path | None = None) -> None:
@@ -37,9 +16,9 @@ def print_summary(result, *, out: Path | None = None) -> None:
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, label, _ in METRIC_FORMATS:
-        if key in result.metrics:
-            table.add_row(label, format_metric(key, result.metrics[key]))
+    for metric in METRICS:  # the catalog's order and labels
+        if metric.key in result.metrics:
+            table.add_row(metric.label, format_metric(metric.key, result.metrics[metric.key]))
     console = Console()
     console.print(f"[bold]{strategy.name}[/bold]: {strategy.symbol} {strategy.timeframe}, {len(candles):,} candles "
                   f"{candles.index[0]:%Y-%m-%d} .. {candles.index[-1]:%Y-%m-%d}")

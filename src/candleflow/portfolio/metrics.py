@@ -1,28 +1,11 @@
 """Performance metrics of a simulation, as a flat dict of plain Python numbers.
 
-Definitions (``initial_cash`` is treated as the equity just before the first bar):
-
-* ``total_return``: ``final_equity / initial_cash - 1`` (a fraction).
-* ``cagr``: ``(final_equity / initial_cash) ** (1 / years) - 1`` with ``years`` the
-  calendar time from the first to the last timestamp / 365.25 days; ``nan`` if that
-  span is zero, ``-1.0`` if the final equity is not positive.
-* ``sharpe``: ``mean(r) / std(r, ddof=1) x sqrt(periods_per_year)`` and
-  ``sortino``: ``mean(r) / sqrt(mean(min(r, 0)^2)) x sqrt(periods_per_year)``, with
-  ``r`` the per-bar simple returns of the equity (the first one against
-  ``initial_cash``) and a risk-free rate of 0.  ``periods_per_year`` defaults to
-  ``365.25 x 86400 / median bar spacing in seconds`` (calendar time: a daily
-  stock series counts 365.25 bars a year, not 252).  Sharpe is ``nan`` when the
-  returns do not vary; Sortino is ``inf`` when no return is negative and the
-  mean is positive, ``nan`` when it is not.
-* ``max_drawdown``: the most negative ``equity / running peak - 1`` (e.g. -0.12);
-  0.0 if equity never falls below a previous peak.
-* Trade statistics count **closed trades only**, as backtesting.py does: a position
-  still open at the end (``exit_reason == "open"``) is in the equity but not in
-  ``n_trades``, ``win_rate`` (share of trades with ``pnl > 0``),
-  ``profit_factor`` (gross profit / gross loss; ``inf`` if nothing was lost and
-  something won, ``nan`` if there are no trades or all broke even) or
-  ``avg_trade_return`` (mean ``return_pct``).
-* ``exposure``: the share of bars that end with a nonzero position.
+What each metric means, and the conventions they share (``initial_cash`` is the
+equity just before the first bar; ``r`` the per-bar simple returns; Sharpe and
+Sortino annualised with :func:`infer_periods_per_year`; trade statistics over
+closed trades only), is defined once, in :mod:`candleflow.portfolio.catalog`
+(README's "Metrics" table is checked against it).  :func:`compute_metrics`
+returns exactly the catalog's keys.
 
 Undefined values are kept as ``float("nan")`` / ``float("inf")``; whoever writes
 JSON decides how to spell them (Python's ``json`` writes ``NaN``/``Infinity``).
@@ -46,7 +29,7 @@ def compute_metrics(
     initial_cash: float,
     periods_per_year: float | None = None,
 ) -> dict[str, float]:
-    """Compute the metrics described in the module docstring."""
+    """Every metric of :data:`candleflow.portfolio.catalog.METRICS`, keyed like it."""
     curve = np.concatenate([[float(initial_cash)], equity.to_numpy(dtype=np.float64)])
     final_equity = float(curve[-1])
     with np.errstate(divide="ignore", invalid="ignore"):

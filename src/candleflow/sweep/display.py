@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from candleflow.portfolio.catalog import METRICS, format_metric
+
 if TYPE_CHECKING:
     from candleflow.sweep.run import SweepResult
-
-SHOWN_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "win_rate")
 
 
 @contextlib.contextmanager
@@ -30,14 +30,13 @@ def progress_bar() -> Iterator[Callable[[int, int], None] | None]:
 
 
 def print_top(result: SweepResult, *, top: int, out: Path | None = None) -> None:
-    """The best ``top`` rows (rank metric first) and a one-line account of the sweep."""
+    """The best ``top`` rows (rank metric first, then the catalog's sweep columns) and a one-line account."""
     from rich.console import Console
     from rich.table import Table
 
-    from candleflow.summary import format_metric
-
     rank = result.rank
-    metrics = [m for m in dict.fromkeys([rank.by, *SHOWN_METRICS]) if m in result.metrics]
+    shown = [metric.key for metric in METRICS if metric.sweep]
+    metrics = [m for m in dict.fromkeys([rank.by, *shown]) if m in result.metrics]
     rows = result.frame.head(top).to_dict("records")
     show_errors = any(isinstance(row["error"], str) for row in rows)
     table = Table(title=f"top {len(rows)} of {len(result.frame)} by {rank.by} ({rank.direction})")

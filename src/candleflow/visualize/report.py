@@ -3,10 +3,12 @@
 ``write_report`` takes an in-memory :class:`~candleflow.backtest.BacktestResult`
 or a results folder written by ``candleflow run --out`` (read back with
 :func:`~candleflow.results.read_results`), gathers both into a :class:`ReportData`
-and renders ``templates/report.html.j2``: a summary header with the key metrics
-as cards, the price chart with trades and indicators and the equity/drawdown
-chart (:mod:`candleflow.visualize.charts`, plotly.js embedded once), the metrics
-table, the strategy YAML, the strategy graph as inline SVG and the trade table.
+and renders ``templates/report.html.j2``: a summary header with the headline
+metrics as cards, the price chart with trades and indicators and the
+equity/drawdown chart (:mod:`candleflow.visualize.charts`, plotly.js embedded
+once), the metrics table, the strategy YAML, the strategy graph as inline SVG
+and the trade table.  Metric labels, formats, colours and which metrics are
+cards come from :mod:`candleflow.portfolio.catalog`.
 
 The graph is a results folder's ``graph.svg`` when it has one; otherwise it is
 drawn with :func:`~candleflow.visualize.graph.render_graph` (annotated with the
@@ -31,6 +33,7 @@ import pandas as pd
 
 from candleflow._atomic import write_text_atomic
 from candleflow.errors import CandleflowError
+from candleflow.portfolio.catalog import CATALOG, METRICS, Metric, format_metric, label
 from candleflow.visualize import charts
 from candleflow.visualize.graph import render_graph
 
@@ -41,22 +44,6 @@ if TYPE_CHECKING:
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_TRADE_ROWS = 1000
-METRICS = {  # key -> (label, format); unknown metrics are shown as plain numbers after these
-    "total_return": ("Total return", "pct"),
-    "cagr": ("CAGR", "pct"),
-    "sharpe": ("Sharpe", "ratio"),
-    "sortino": ("Sortino", "ratio"),
-    "max_drawdown": ("Max drawdown", "pct"),
-    "n_trades": ("Trades", "int"),
-    "win_rate": ("Win rate", "pct"),
-    "profit_factor": ("Profit factor", "ratio"),
-    "avg_trade_return": ("Avg trade return", "pct"),
-    "exposure": ("Exposure", "pct"),
-    "final_equity": ("Final equity", "money"),
-}
-CARDS = ("total_return", "cagr", "sharpe", "max_drawdown", "n_trades", "win_rate", "profit_factor", "final_equity")
-SIGNED = {"total_return", "cagr", "sharpe", "sortino", "avg_trade_return", "max_drawdown"}
-
 
 @dataclass
 class ReportData:
@@ -130,10 +117,9 @@ def render_report(data: ReportData) -> str:
                                      trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     price, equity = charts.price_figure(data.candles, data.indicators, data.trades), charts.equity_figure(data.equity)
     metrics = _metric_rows(data.metrics)
-    by_key = {row["key"]: row for row in metrics}
     return environment.get_template("report.html.j2").render(
         info=data.info, period=_period(data.info), version=__version__,
-        cards=[by_key[key] for key in CARDS if key in by_key], metrics=metrics,
+        cards=[row for row in metrics if row["card"]], metrics=metrics,
         price_chart=_markup(charts.to_html(price, include_plotlyjs=True, count_markers=True)),
         price_caption=charts.price_caption(len(data.candles)),
         equity_chart=_markup(charts.to_html(equity, include_plotlyjs=False)),
@@ -178,40 +164,19 @@ def _markup(html: str):
     return Markup(html)
 
 
-def _number(value: Any) -> float:
-    """A metric as a float: JSON's null is NaN, "inf"/"-inf" are infinities."""
-    if value is None:
-        return math.nan
-    return float(value)
+def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The catalog's metrics in its order, then any it does not know (an older results folder's)."""
+    keys = [m.key for m in METRICS if m.key in metrics] + [key for key in metrics if key not in CATALOG]
+    return [{"key": key, "label": label(key), "value": format_metric(key, metrics[key]),
+             "tone": _tone(CATALOG.get(key), metrics[key]), "card": key in CATALOG and CATALOG[key].card}
+            for key in keys]
 
 
-def _format(value: float, kind: str) -> str:
-    if math.isnan(value):
-        return "–"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    if kind == "pct":
-        return f"{value * 100:,.2f}%"
-    if kind == "int":
-        return f"{int(value):,}"
-    if kind == "money":
-        return f"{value:,.2f}"
-    return f"{value:,.2f}" if kind == "ratio" else f"{value:,.6g}"
-
-
-def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
-    keys = [key for key in METRICS if key in metrics] + [key for key in metrics if key not in METRICS]
-    rows = []
-    for key in keys:
-        label, kind = METRICS.get(key, (key.replace("_", " ").capitalize(), "number"))
-        value = _number(metrics[key])
-        tone = ""
-        if key in SIGNED and not math.isnan(value):
-            tone = "up" if value > 0 else "down" if value < 0 else ""
-        elif key == "profit_factor" and not math.isnan(value):
-            tone = "up" if value > 1 else "down" if value < 1 else ""
-        rows.append({"key": key, "label": label, "value": _format(value, kind), "tone": tone})
-    return rows
+def _tone(metric: Metric | None, value: Any) -> str:
+    """The value's colour class: "up" on the better side of the metric's neutral value, "down" on the other."""
+    if metric is None or metric.neutral is None or value is None or math.isnan(value) or value == metric.neutral:
+        return ""
+    return "up" if (value > metric.neutral) == (metric.better != "min") else "down"
 
 
 def _trade_rows(trades: pd.DataFrame) -> list[dict[str, Any]]:

@@ -1,0 +1,133 @@
+"""The metric catalog: every metric a run computes, defined once.
+
+Each :class:`Metric` says what the metric is (a one-line ``definition``), how it
+is shown (``label`` and a format kind from :data:`FORMATS`), which way is better
+(``better``: ``"max"``, ``"min"`` or None when neither is), the value that is
+neither good nor bad (``neutral``: the report colours values on the better side
+of it green, the others red) and where it is a headline (``card``: a card at the
+top of the HTML report; ``sweep``: a column of the sweep's top-N table).
+
+:func:`~candleflow.portfolio.metrics.compute_metrics` returns exactly the keys of
+:data:`METRICS` and README's "Metrics" table lists exactly these entries (both
+checked by ``tests/test_catalog.py``).  Everything that prints a metric -- the
+run summary, the HTML report, the sweep table -- formats it with
+:func:`format_metric`, so a metric reads the same everywhere; a sweep ranks by
+:func:`better` unless its grid gives a direction.
+
+Conventions shared by the definitions:
+
+* ``initial_cash`` is the equity just before the first bar.
+* ``r`` are the per-bar simple returns of the equity, the first one against
+  ``initial_cash``; the risk-free rate is 0.
+* ``periods_per_year`` (Sharpe, Sortino) is ``365.25 x 86400 / median bar
+  spacing in seconds``: calendar time, so a daily stock series counts 365.25
+  bars a year, not 252 (``infer_periods_per_year``).
+* Trade statistics count **closed trades only**, as backtesting.py does: a
+  position still open at the end (``exit_reason == "open"``) is in the equity
+  but not in ``n_trades``, ``win_rate``, ``profit_factor`` or ``avg_trade_return``.
+* Undefined values are ``float("nan")`` / ``float("inf")``; :func:`format_metric`
+  shows them as ``n/a`` / ``inf``.
+
+This module imports no other candleflow module (it is plain data), so every
+layer may use it.
+
+>>> format_metric("total_return", 0.1234), format_metric("n_trades", 1234), format_metric("sharpe", float("nan"))
+('+12.34%', '1,234', 'n/a')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Format = Literal["money", "percent", "signed_percent", "share", "ratio", "count"]
+Better = Literal["max", "min"]
+
+FORMATS: dict[str, str] = {  # format kind -> str.format spec
+    "money": "{:,.2f}",  # 10,234.56 (in the account's currency)
+    "percent": "{:.2%}",  # -12.34% (a fraction shown as a percentage)
+    "signed_percent": "{:+.2%}",  # +5.67% (a gain or a loss, always with its sign)
+    "share": "{:.1%}",  # 45.5% (a part of a whole: 0 % .. 100 %)
+    "ratio": "{:,.2f}",  # 1.23
+    "count": "{:,d}",  # 1,234
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its key in the metrics dict, how it is shown, which way is better, what it means."""
+
+    key: str
+    label: str
+    format: Format
+    better: Better | None
+    definition: str
+    neutral: float | None = None  # neither good nor bad; None: not coloured
+    card: bool = False  # a headline card of the HTML report
+    sweep: bool = False  # a column of the sweep's top-N table
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("final_equity", "Final equity", "money", "max",
+           "Equity after the last bar: cash + signed position x last close (an open position is marked at it).",
+           card=True),
+    Metric("total_return", "Total return", "signed_percent", "max",
+           "`final_equity / initial_cash - 1`.", neutral=0.0, card=True, sweep=True),
+    Metric("cagr", "CAGR", "signed_percent", "max",
+           "`(final_equity / initial_cash) ** (1 / years) - 1`, `years` = calendar time from the first to the "
+           "last bar / 365.25 days; NaN if that span is zero, -1 if the final equity is not positive.",
+           neutral=0.0, card=True),
+    Metric("sharpe", "Sharpe", "ratio", "max",
+           "`mean(r) / std(r, ddof=1) x sqrt(periods_per_year)`; NaN when the returns do not vary.",
+           neutral=0.0, card=True, sweep=True),
+    Metric("sortino", "Sortino", "ratio", "max",
+           "`mean(r) / sqrt(mean(min(r, 0)^2)) x sqrt(periods_per_year)`; inf when no return is negative "
+           "and the mean is positive, NaN when no return is negative and the mean is not.", neutral=0.0),
+    Metric("max_drawdown", "Max drawdown", "percent", "max",
+           "The most negative `equity / running peak - 1` (e.g. -0.12), the peak starting at `initial_cash`; "
+           "0 if equity never falls below a previous peak.", neutral=0.0, card=True, sweep=True),
+    Metric("n_trades", "Trades", "count", None,
+           "The number of closed trades.", card=True, sweep=True),
+    Metric("win_rate", "Win rate", "share", "max",
+           "The share of closed trades with `pnl > 0`; NaN without closed trades.", card=True, sweep=True),
+    Metric("profit_factor", "Profit factor", "ratio", "max",
+           "Gross profit / gross loss of closed trades; inf if nothing was lost and something won, NaN if "
+           "there are no closed trades or all broke even.", neutral=1.0, card=True),
+    Metric("avg_trade_return", "Avg trade return", "signed_percent", "max",
+           "The mean `return_pct` (`pnl / (size x entry_price)`) of closed trades; NaN without closed trades.",
+           neutral=0.0),
+    Metric("exposure", "Exposure", "share", None,
+           "The share of bars that end with a nonzero position."),
+)
+CATALOG: dict[str, Metric] = {metric.key: metric for metric in METRICS}
+
+
+def label(key: str) -> str:
+    """The metric's label; an unknown key (e.g. from an older results folder) is spelled out."""
+    metric = CATALOG.get(key)
+    return metric.label if metric else key.replace("_", " ").capitalize()
+
+
+def better(key: str) -> Better | None:
+    """Which way the metric is better: "max", "min", or None (neither, or an unknown metric)."""
+    metric = CATALOG.get(key)
+    return metric.better if metric else None
+
+
+def format_metric(key: str, value: Any) -> str:
+    """``value`` as the catalog formats metric ``key``: NaN and None are "n/a", infinities "inf"/"-inf".
+
+    An unknown key's number is shown with 6 significant digits.
+    """
+    if value is None:
+        return "n/a"
+    number = float(value)
+    if math.isnan(number):
+        return "n/a"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    metric = CATALOG.get(key)
+    if metric is None:
+        return f"{number:,.6g}"
+    return FORMATS[metric.format].format(int(number) if metric.format == "count" else number)
