@@ -109,6 +109,21 @@ def test_ranking_is_stable_best_first_with_nan_and_errors_last():
     assert ranked(frame, Rank(by="sharpe", direction="min"))["fast"].tolist() == [1, 4, 3, 2, 5]
 
 
+def test_the_default_rank_direction_is_the_catalogs_and_an_explicit_one_wins(monkeypatch):
+    import dataclasses
+
+    from candleflow.portfolio import catalog
+
+    frame = pd.DataFrame({"symbol": "X", "fast": [1, 2, 3], "sharpe": [0.5, 1.5, -1.0], "error": None})
+    assert Rank(by="sharpe").order == catalog.CATALOG["sharpe"].better == "max"
+    assert Rank(by="n_trades").order == "max" and catalog.CATALOG["n_trades"].better is None  # neither: highest first
+    monkeypatch.setitem(catalog.CATALOG, "sharpe", dataclasses.replace(catalog.CATALOG["sharpe"], better="min"))
+    assert ranked(frame, Rank(by="sharpe"))["fast"].tolist() == [3, 1, 2]
+    assert ranked(frame, Rank(by="sharpe", direction="max"))["fast"].tolist() == [2, 1, 3]
+    overridden = spec(parameters={"fast": [1]}, rank={"by": "total_return"}).rank.model_copy(update={"by": "sharpe"})
+    assert overridden.order == "min"  # --rank-by without a grid direction takes the new metric's
+
+
 def test_tables_are_written_atomically_as_csv_or_parquet(tmp_path):
     frame = pd.DataFrame({"symbol": ["X", "X"], "fast": [5, 10], "sharpe": [1.0, math.nan], "error": [None, "bad"]})
     write_table(frame, tmp_path / "r.csv")

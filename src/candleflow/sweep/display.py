@@ -39,7 +39,7 @@ def print_top(result: SweepResult, *, top: int, out: Path | None = None) -> None
     metrics = [m for m in dict.fromkeys([rank.by, *shown]) if m in result.metrics]
     rows = result.frame.head(top).to_dict("records")
     show_errors = any(isinstance(row["error"], str) for row in rows)
-    table = Table(title=f"top {len(rows)} of {len(result.frame)} by {rank.by} ({rank.direction})")
+    table = Table(title=f"top {len(rows)} of {len(result.frame)} by {rank.by} ({rank.order})")
     for column in ["#", "symbol", *result.parameters]:
         table.add_column(column, justify="right" if column == "#" else "left")
     for metric in metrics:

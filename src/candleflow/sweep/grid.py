@@ -11,7 +11,7 @@ file and the YAML path):
     symbols:                          # optional; default: the strategy's own data
       - {symbol: EURUSD, path: data/EURUSD_1h.csv}
       - {symbol: EURUSD_SAMPLE, sample: eurusd_1h}
-    rank: {by: sharpe, direction: max}
+    rank: {by: sharpe, direction: max}  # direction: default the metric's better one (catalog)
 
 Expansion is the Cartesian product, symbols outermost, then the parameters in
 the order the spec lists them, so the combination order is deterministic.
@@ -40,6 +40,7 @@ from pydantic import (
 
 from candleflow.config.models import NAME_PATTERN, DataSource
 from candleflow.errors import ConfigError
+from candleflow.portfolio.catalog import better
 
 Number = Union[StrictInt, StrictFloat]
 
@@ -87,10 +88,23 @@ class SymbolSpec(DataSource):
 
 
 class Rank(_Strict):
-    """The metric the results are sorted by, best first."""
+    """The metric the results are sorted by, best first.
+
+    Without a ``direction`` the metric's own better direction from the catalog
+    (:func:`candleflow.portfolio.catalog.better`) applies, and ``max`` for a
+    metric that has none (``n_trades``, ``exposure``).
+
+    >>> Rank(by="sharpe").order, Rank(by="sharpe", direction="min").order
+    ('max', 'min')
+    """
 
     by: str = "sharpe"
-    direction: Literal["max", "min"] = "max"
+    direction: Literal["max", "min"] | None = None
+
+    @property
+    def order(self) -> Literal["max", "min"]:
+        """The direction the results are sorted in: the explicit ``direction`` or the catalog's."""
+        return self.direction or better(self.by) or "max"
 
 
 # The tags are spelled like pydantic's own type tags so error paths omit them (parameters.fast[0], not .list[0]).

@@ -169,7 +169,7 @@ def ranked(frame: pd.DataFrame, rank: Rank) -> pd.DataFrame:
     """Stable sort best-first by ``rank.by``; NaN (and failed rows) last."""
     if rank.by not in frame.columns:  # no combination produced metrics
         return frame
-    return frame.sort_values(rank.by, ascending=rank.direction == "min", na_position="last",
+    return frame.sort_values(rank.by, ascending=rank.order == "min", na_position="last",
                              kind="stable").reset_index(drop=True)
 
 
