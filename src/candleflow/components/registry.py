@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -98,6 +99,20 @@ def _declares_components(path: Path, mtime_ns: int, size: int) -> bool:
     return False
 
 
+class _BytesLoader(importlib.machinery.SourceFileLoader):
+    """Runs the exact bytes that were hashed, not whatever the file holds a moment later."""
+
+    def __init__(self, fullname: str, path: str, data: bytes) -> None:
+        super().__init__(fullname, path)
+        self._data = data
+
+    def get_data(self, path: str) -> bytes:
+        return self._data if path == self.path else super().get_data(path)
+
+    def path_stats(self, path: str):
+        raise OSError("no bytecode cache for workspace components")  # always compile the bytes above
+
+
 def _import_file(path: Path) -> ModuleType:
     """Import a workspace component file, again whenever its bytes change (also within one process).
 
@@ -111,12 +126,12 @@ def _import_file(path: Path) -> ModuleType:
     loaded = sys.modules.get(module_name)
     if loaded is not None and getattr(loaded, SOURCE_ATTR, None) == source:
         return loaded
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = importlib.util.spec_from_file_location(module_name, path, loader=_BytesLoader(module_name, str(path), data))
     module = importlib.util.module_from_spec(spec)
     setattr(module, SOURCE_ATTR, source)
     sys.modules[module_name] = module
     try:
-        exec(compile(data, str(path), "exec", dont_inherit=True), module.__dict__)
+        spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
         raise CompileError(f"importing component file failed: {type(exc).__name__}: {exc}", file=str(path)) from None
