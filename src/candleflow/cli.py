@@ -42,13 +42,17 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     """``["fast=10", "name=x"]`` -> ``{"fast": 10, "name": "x"}`` (values parsed as YAML scalars)."""
     import yaml
 
+    from candleflow.config.loader import StrictSafeLoader, YamlLimitError
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--set expects NAME=VALUE, got '{item}'")
         try:
-            out[key.strip()] = yaml.safe_load(value) if value else ""
+            out[key.strip()] = yaml.load(value, Loader=StrictSafeLoader) if value else ""  # noqa: S506 - safe
+        except YamlLimitError as exc:  # the value itself may be huge: name the problem, not the value
+            raise ConfigError(f"--set {key.strip()}: {exc.problem}") from None
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"--set {key.strip()}: value {value!r} is not valid YAML ({problem}); "

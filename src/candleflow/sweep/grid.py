@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag, ValidationError,
     model_validator,
@@ -155,19 +154,16 @@ def combinations(spec: SweepSpec) -> list[Combination]:
 
 def load_grid(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec file."""
-    from candleflow.config.loader import validation_error
+    from candleflow.config.loader import load_yaml, validation_error
 
     file = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("grid file not found", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read grid file: {exc}", file=file) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", file=file, path=where) from None
+    raw = load_yaml(text, file=file)  # the strategy's loader: safe, bounded, a key given twice is an error
     if not isinstance(raw, dict):
         raise ConfigError("a grid file is a mapping with 'parameters', 'symbols' and 'rank'", file=file)
     try:
