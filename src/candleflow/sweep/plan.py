@@ -94,7 +94,7 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
 
 
 class _Renderer:
-    """The strategy template, compiled once, in jinja2's sandbox like the loader's.
+    """The strategy template, compiled once, in the loader's bounded jinja2 sandbox.
 
     Rendering failures are redone by the loader and parsing is the loader's, so
     every message (file, YAML path, template line) is exactly that of ``candleflow run``.
@@ -102,13 +102,13 @@ class _Renderer:
 
     def __init__(self, text: str, *, file: str) -> None:
         import jinja2
-        from jinja2.sandbox import SandboxedEnvironment
+
+        from candleflow.config.sandbox import bounded_environment
 
         self.text = text
         self.file = file
-        env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         try:
-            self.template: jinja2.Template | None = env.from_string(text)
+            self.template: jinja2.Template | None = bounded_environment().from_string(text)
         except jinja2.TemplateSyntaxError:
             self.template = None  # the loader reports it, with its line, for every combination
 
