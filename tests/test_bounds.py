@@ -12,6 +12,7 @@ the machine's memory; the in-process unit tests time the refusal.
 
 from __future__ import annotations
 
+import gzip
 import os
 import resource
 import shutil
@@ -22,13 +23,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import pandas as pd
 import pytest
 
-from candleflow.config import render_template
+from candleflow.cli import main
+from candleflow.config import load_strategy, render_template
 from candleflow.config.loader import MAX_ALIAS_VALUES, MAX_DEPTH, load_yaml
 from candleflow.config.sandbox import MAX_ITERATIONS, MAX_SIZE
-from candleflow.data import generate_candles, write_candles
-from candleflow.errors import ConfigError
+from candleflow.data import generate_candles, load_candles, write_candles
+from candleflow.data.loader import format_size, parse_size
+from candleflow.errors import ConfigError, DataError
+from candleflow.results import read_results
+from candleflow.sweep.grid import SweepSpec, combinations, load_grid
 
 GOOD = """\
 name: demo
@@ -126,7 +132,8 @@ def test_an_alias_bomb_in_script_params(workspace):
     proc = cli(workspace, "run", "s.yaml", "--out", "out")
     assert "Traceback" not in proc.stderr and (proc.returncode, proc.stdout) == (2, "")
     where, message = proc.stderr.removeprefix("error: s.yaml: line 9, column ").split(": ", 1)
-    assert message == "aliases expand this document by more than 100,000 values (an alias bomb?); write the values out\n"
+    assert message == ("aliases expand this document by more than 100,000 values (an alias bomb?); write the values "
+                       "out\n")
     line = text.splitlines()[8]  # a4 lists a3 (11,111 values) ten times: the budget runs out among those aliases
     assert line.index("a4: &a4") < int(where) - 1 < line.index("a5: &a5")
     assert not (workspace / "out").exists()
@@ -232,3 +239,221 @@ def test_templates_within_the_bounds_render_as_before():
     loops = "{% for i in range(N) %}{% endfor %}{% for i in range(M) %}{% endfor %}done"
     assert render_template(loops, {"N": MAX_ITERATIONS, "M": 0}, file="t.yaml") == "done"
     assert "loops and macro calls" in template_error(loops.replace("N", str(MAX_ITERATIONS)).replace("M", "1"))
+
+
+# --- data files ---------------------------------------------------------------------------------------------------
+
+def test_a_timestamp_outside_pandas_range_names_the_row(workspace):
+    lines = (workspace / "data.csv").read_text().splitlines()
+    lines[-1] = "9999-12-31T00:00:00Z," + lines[-1].split(",", 1)[1]
+    (workspace / "data.csv").write_text("\n".join(lines) + "\n")
+    (workspace / "s.yaml").write_text(GOOD)
+    assert_refused(cli(workspace, "run", "s.yaml"), f"{workspace}/data.csv: row {len(lines)}: timestamp "
+                                                    f"9999-12-31T00:00:00+00:00 is outside the range candleflow "
+                                                    f"handles (1677-09-21 to 2262-04-11)")
+
+
+def nul_padded(path: Path, head: bytes, size: int) -> None:
+    """``head``, then NUL bytes up to ``size``: a sparse file, so it takes no disk space."""
+    with path.open("wb") as out:
+        out.write(head)
+        out.truncate(size)
+
+
+def test_a_2_gib_mostly_nul_csv(workspace):
+    """It used to be OOM-killed at 24 GB; now refused by its size, and with the limit raised, by its first NUL."""
+    head = (workspace / "data.csv").read_bytes()
+    nul_padded(workspace / "big.csv", head, 2 << 30)
+    (workspace / "s.yaml").write_text(GOOD)
+    assert_refused(cli(workspace, "run", "s.yaml", "--data", "big.csv"),
+                   "big.csv: data file is 2 GiB, more than the 1 GiB allowed; raise the limit with --max-data-size")
+    rows = head.count(b"\n")
+    assert_refused(cli(workspace, "run", "s.yaml", "--data", "big.csv", "--max-data-size", "3G"),
+                   f"big.csv: row {rows + 1}: NUL byte: this is not a CSV text file (binary data, or a file padded "
+                   f"with zeros?)")
+
+
+def test_a_bad_max_data_size(workspace):
+    (workspace / "s.yaml").write_text(GOOD)
+    assert_refused(cli(workspace, "run", "s.yaml", "--max-data-size", "lots"),
+                   "--max-data-size: 'lots' is not a size (e.g. 4G, 500M, 2000000)")
+
+
+@pytest.mark.parametrize("size, expected", [("4G", 4 << 30), ("500M", 500 << 20), ("1.5GiB", 3 << 29), ("2000", 2000),
+                                            ("64kb", 64 << 10)])
+def test_sizes(size, expected):
+    assert parse_size(size) == expected
+
+
+def test_data_file_bounds_in_process(workspace):
+    data = workspace / "data.csv"
+    text = data.read_bytes()
+    rows = text.count(b"\n")
+    cases = {
+        "nul-in-the-middle": (text.replace(b"\n", b"\n\0\0\0", 1), None, "row 2: NUL byte"),
+        "nul-padded": (text + b"\0" * (3 << 20), None, f"row {rows + 1}: NUL byte"),
+        "one-long-row": (text + b"x" * (2 << 20), None, f"row {rows + 1}: row longer than 1 MiB"),
+        "over-the-limit": (text, len(text) - 1, f"data file is {format_size(len(text))}, more than the "
+                                                f"{format_size(len(text) - 1)} allowed"),
+    }
+    for name, (content, limit, message) in cases.items():
+        path = workspace / f"{name}.csv"
+        path.write_bytes(content)
+        with quickly(), pytest.raises(DataError) as info:
+            load_candles(path, max_bytes=limit)
+        assert str(info.value).startswith(f"{path}: {message}"), (name, str(info.value))
+    # a gzip bomb: 3 KiB on disk, 300 MiB of text: refused once the text passes the limit
+    bomb_file = workspace / "bomb.csv.gz"
+    with gzip.open(bomb_file, "wb") as out:
+        out.write(text)
+        out.write(b"\n" * (300 << 20))
+    with quickly(), pytest.raises(DataError, match="holds more than the 10 MiB of text allowed"):
+        load_candles(bomb_file, max_bytes=10 << 20)
+    # and a good file reads exactly as pandas reads it, compressed or not
+    with gzip.open(workspace / "data.csv.gz", "wb") as out:
+        out.write(text)
+    expected = load_candles(data)
+    assert load_candles(workspace / "data.csv.gz").equals(expected)
+    assert expected.index[0] == pd.Timestamp(text.splitlines()[1].split(b",")[0].decode())
+
+
+# --- NUL bytes in paths --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("edit, where", [
+    (("{path: data.csv}", '{path: "data\\0.csv"}'), "data.path"),
+    (("signals:\n", 'signals:\n  - {name: sc, component: script, path: "components/x\\0.py"}\n'), "signals[0].path"),
+    (("rules:", 'components: ["lib\\0"]\nrules:'), "components[0]"),
+], ids=["data-path", "script-path", "components-folder"])
+def test_a_nul_byte_in_a_yaml_path(workspace, edit, where):
+    (workspace / "s.yaml").write_text(GOOD.replace(*edit))
+    assert_refused(cli(workspace, "validate", "s.yaml"), f"s.yaml: {where}: a path cannot contain a NUL byte")
+
+
+def test_a_nul_byte_in_a_grid_path(workspace):
+    (workspace / "s.yaml").write_text(GOOD)
+    (workspace / "grid.yaml").write_text('symbols:\n  - {symbol: X, path: "x\\0.csv"}\n')
+    assert_refused(cli(workspace, "sweep", "s.yaml", "--grid", "grid.yaml"),
+                   "grid.yaml: symbols[0].path: a path cannot contain a NUL byte")
+
+
+@pytest.mark.parametrize("args", [["run", "s\0.yaml"], ["run", "s.yaml", "--data", "d\0.csv"],
+                                  ["run", "s.yaml", "--out", "o\0"], ["validate", "s.yaml", "--components", "c\0"],
+                                  ["report", "r\0", "-o", "x.html"], ["sweep", "s.yaml", "--grid", "g\0.yaml"]])
+def test_a_nul_byte_on_the_command_line(capsys, workspace, args):
+    """No process can be started with one (exec refuses it), so this is main() in-process, as an embedding caller."""
+    (workspace / "s.yaml").write_text(GOOD)
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    shown = next(a for a in args if "\0" in a).replace("\0", "\\0")
+    number = next(i for i, a in enumerate(args, 1) if "\0" in a)
+    assert (out, err) == ("", f"error: command line: argument {number} '{shown}' contains a NUL byte\n")
+
+
+def test_a_nul_byte_in_api_paths(workspace):
+    with pytest.raises(ConfigError, match=r"strategy path 's\\0.yaml' contains a NUL byte"):
+        load_strategy("s\0.yaml")
+    with pytest.raises(DataError, match=r"data file path 'd\\0.csv' contains a NUL byte"):
+        load_candles("d\0.csv")
+    with pytest.raises(ConfigError, match=r"grid path 'g\\0.yaml' contains a NUL byte"):
+        load_grid("g\0.yaml")
+    with pytest.raises(DataError, match=r"results folder path 'r\\0' contains a NUL byte"):
+        read_results("r\0")
+
+
+# --- sweep grids ----------------------------------------------------------------------------------------------------
+
+def test_a_grid_of_10_to_the_8_combinations(workspace):
+    (workspace / "s.yaml").write_text(GOOD.replace("period: 5}", "period: {{ a }}}").replace("period: 20}",
+                                                                                            "period: {{ b }}}"))
+    (workspace / "grid.yaml").write_text("parameters:\n  a: {start: 1, stop: 10000, step: 1}\n"
+                                         "  b: {start: 1, stop: 10000, step: 1}\n")
+    assert_refused(cli(workspace, "sweep", "s.yaml", "--grid", "grid.yaml"),
+                   "grid.yaml: the grid has 100,000,000 combinations (10,000 x 10,000), more than the 1,000,000 "
+                   "allowed; raise the limit with --max-combinations")
+    (workspace / "grid.yaml").write_text("parameters:\n  a: [1, 2]\n  b: [3, 4]\n")
+    assert_refused(cli(workspace, "sweep", "s.yaml", "--grid", "grid.yaml", "--max-combinations", "3"),
+                   "grid.yaml: the grid has 4 combinations (2 x 2), more than the 3 allowed; raise the limit with "
+                   "--max-combinations")
+
+
+def test_combinations_are_counted_before_they_are_listed():
+    spec = SweepSpec.model_validate({"parameters": {"a": {"start": 0, "stop": 10 ** 12, "step": 1},
+                                                    "b": {"start": 0.0, "stop": 1.0, "step": 2.0 ** -30}},
+                                     "symbols": [{"symbol": "X", "sample": "eurusd_1h"},
+                                                 {"symbol": "Y", "sample": "eurusd_1h"}]})
+    assert spec.counts() == [2, 10 ** 12 + 1, 2 ** 30 + 1]
+    with quickly(), pytest.raises(ConfigError, match=r"^the grid has 2,147,483,650,002,147,483,650 combinations "
+                                                      r"\(2 x 1,000,000,000,001 x 1,073,741,825\)"):
+        combinations(spec)
+    small = SweepSpec.model_validate({"parameters": {"a": [1, 2], "b": {"start": 1, "stop": 5, "step": 2}}})
+    assert small.counts() == [2, 3] and len(combinations(small, limit=6)) == 6
+    with pytest.raises(ConfigError, match="more than the 5 allowed"):
+        combinations(small, limit=5)
+    with pytest.raises(ConfigError, match="parameters.a: the range has more values than can be counted"):
+        load_grid_text("parameters:\n  a: {start: 0, stop: 1.0e+300, step: 1.0e-300}\n")
+
+
+def load_grid_text(text: str) -> SweepSpec:
+    path = Path("grid.yaml")
+    path.write_text(text)
+    return load_grid(path)
+
+
+# --- results folders ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One good results folder, written by a real run."""
+    folder = tmp_path_factory.mktemp("results")
+    write_candles(generate_candles(120, seed=3), folder / "data.csv")
+    (folder / "s.yaml").write_text(GOOD)
+    code = main(["run", str(folder / "s.yaml"), "--out", str(folder / "out"), "--no-cache", "-q",
+                 "--scheduler", "sync"])
+    assert code == 0
+    return folder / "out"
+
+
+def damaged(results: Path, tmp_path: Path, name: str, text: str) -> Path:
+    folder = tmp_path / "damaged"
+    shutil.copytree(results, folder)
+    (folder / name).write_text(text)
+    (folder / "graph.svg").unlink(missing_ok=True)  # so nodes.json is read and used too
+    return folder
+
+
+def test_report_on_a_malformed_metrics_json(results, tmp_path):
+    folder = damaged(results, tmp_path, "metrics.json", '{"metrics": ')
+    assert_refused(cli(tmp_path, "report", "damaged", "-o", "r.html"),
+                   "damaged/metrics.json: not valid JSON: Expecting value: line 1 column 13 (char 12)")
+    assert not (tmp_path / "r.html").exists() and folder.is_dir()
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("metrics.json", "[1, 2]", "metrics.json: expected a JSON object"),
+    ("metrics.json", '{"metrics": {}, "run": {}}', "metrics.json: run.strategy: Field required"),
+    ("metrics.json", '{"metrics": {"x": %s}}' % BIG_INT, "metrics.json: not valid JSON: a number in it has more "
+                                                         "than 4300 digits"),
+    ("nodes.json", '[{"name": "x", "kind": "indicator", "key": "k", "seconds": "slow"}]',
+     "nodes.json: [0].seconds: Input should be a valid number, unable to parse string as a number"),
+    ("nodes.json", '[{"name": "x", "kind": "indicator", "key": "k", "colour": "red"}]',
+     "nodes.json: [0].colour: Unexpected keyword argument"),
+    ("trades.csv", "x\n1\n", "trades.csv: missing column(s): side, size, entry_bar, entry_time, entry_price, exit_bar, "
+                             "exit_time, exit_price, pnl, return_pct, commission, exit_reason"),
+    ("equity.csv", "time,equity\nnot-a-time,1\n", "equity.csv: row 2: 'time' value 'not-a-time' is not a time"),
+    ("equity.csv", "time,equity\n2024-01-01T00:00:00Z,rich\n",
+     "equity.csv: row 2: column 'equity' has a non-numeric value 'rich'"),
+    ("candles.csv", "", "candles.csv: cannot read CSV: No columns to parse from file"),
+])
+def test_report_on_malformed_result_files(capsys, results, tmp_path, monkeypatch, name, text, message):
+    damaged(results, tmp_path, name, text)
+    monkeypatch.chdir(tmp_path)
+    with quickly():
+        code = main(["report", "damaged", "-o", "r.html"])
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (2, "", f"error: damaged/{message}\n")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_on_a_good_folder_still_works(capsys, results, tmp_path):
+    assert main(["report", str(results), "-o", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").stat().st_size > 100_000

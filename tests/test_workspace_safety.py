@@ -146,7 +146,8 @@ def test_an_escaping_component_folder_is_never_imported(capsys, layout):
 
 # --- symlinks inside the workspace's component folders ---------------------------------------------------------------
 
-EVIL = "from candleflow import indicator\nopen({marker!r}, 'w').write('ran')\n@indicator('evil')\ndef evil(close):\n    return close\n"
+EVIL = ("from candleflow import indicator\nopen({marker!r}, 'w').write('ran')\n"
+        "@indicator('evil')\ndef evil(close):\n    return close\n")
 
 
 def _escape_message(link: str, ws: Path) -> str:

@@ -31,6 +31,19 @@ SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Template 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: found from the strategy).")]
 ComponentsOption = Annotated[Optional[list[Path]], typer.Option(
     "--components", help="Extra folder of @indicator/@signal components (repeatable).")]
+MaxDataSizeOption = Annotated[Optional[str], typer.Option(
+    "--max-data-size", help="Largest data file (a CSV's text) to read, e.g. 4G or 500M (default: 1G).")]
+
+
+def _max_data_bytes(text: str | None) -> int | None:
+    from candleflow.data.loader import parse_size
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(f"--max-data-size: {exc}") from None
 
 
 @app.callback()
@@ -98,6 +111,7 @@ def run(
                                                        "instead of running components."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every component call with its time."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary table."),
+    max_data_size: MaxDataSizeOption = None,
 ) -> None:
     """Run a backtest and print its summary."""
     from candleflow.backtest import load_data, prepare, run_compiled
@@ -111,7 +125,7 @@ def run(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     compiled, text = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
                              component_dirs=components or ())
-    candles = load_data(compiled, data)
+    candles = load_data(compiled, data, max_bytes=_max_data_bytes(max_data_size))
     cache = None if no_cache else NodeCache(cache_dir)
     script_options = {"timeout": timeout, "workers": workers, "verbose": verbose}
     if replay_signals is not None:
@@ -183,6 +197,9 @@ def sweep(
     rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Metric to rank by (default: the grid's rank.by)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing combination (exit 2)."),
     workspace: WorkspaceOption = None,
+    max_combinations: int = typer.Option(1_000_000, "--max-combinations", min=1,
+                                         help="Refuse a grid with more combinations than this."),
+    max_data_size: MaxDataSizeOption = None,
 ) -> None:
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
     from candleflow.sweep import run_sweep
@@ -193,7 +210,8 @@ def sweep(
         check_output(out)
     with progress_bar() as on_progress:
         result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
-                           rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress)
+                           rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress,
+                           max_combinations=max_combinations, max_data_bytes=_max_data_bytes(max_data_size))
     if out is not None:
         result.write(out)
     print_top(result, top=top, out=out)
@@ -269,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     received: list[int] = []
     _state["debug"] = bool(os.environ.get("CANDLEFLOW_DEBUG"))  # --debug of an earlier in-process call must not stick
     args = list(sys.argv[1:] if argv is None else argv)
+    for number, arg in enumerate(args, 1):  # (only an in-process caller can: no OS passes one to a new process)
+        if "\0" in arg:
+            shown = arg.replace("\0", "\\0")
+            print(f"error: command line: argument {number} '{shown}' contains a NUL byte", file=sys.stderr)
+            return 2
     if "--debug" in args[1:]:  # accepted after the command too: `candleflow run x.yaml --debug`
         _state["debug"] = True
         args = [args[0]] + [a for a in args[1:] if a != "--debug"]

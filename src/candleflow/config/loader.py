@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from candleflow.config.models import Strategy
-from candleflow.errors import ConfigError
+from candleflow.errors import ConfigError, check_no_nul
 
 
 def load_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = None) -> Strategy:
@@ -25,6 +25,7 @@ def load_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = Non
     ``variables`` fill a jinja2 template (``fast: {{ fast }}``); a plain YAML file
     renders to itself.
     """
+    check_no_nul(path, "strategy path")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

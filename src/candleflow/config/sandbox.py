@@ -336,7 +336,8 @@ def _check_call(obj: Any, args: tuple, kwargs: dict) -> tuple:
         _check_width(args[0], what)
     elif name == "expandtabs":
         size = kwargs.get("tabsize", args[0] if args else 8)
-        if isinstance(size, int) and len(owner) + owner.count("\t" if isinstance(owner, str) else b"\t") * size > MAX_SIZE:
+        tabs = owner.count("\t" if isinstance(owner, str) else b"\t")
+        if isinstance(size, int) and len(owner) + tabs * size > MAX_SIZE:
             raise _too_big(what)
     elif name == "join" and args:
         args = (_materialized(args[0], what), *args[1:])
