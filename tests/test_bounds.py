@@ -383,7 +383,7 @@ def test_a_grid_of_10_to_the_8_combinations(capsys, workspace):
                    "--max-combinations")
 
 
-def test_combinations_are_counted_before_they_are_listed():
+def test_combinations_are_counted_before_they_are_listed(tmp_path):
     spec = SweepSpec.model_validate({"parameters": {"a": {"start": 0, "stop": 10 ** 12, "step": 1},
                                                     "b": {"start": 0.0, "stop": 1.0, "step": 2.0 ** -30}},
                                      "symbols": [{"symbol": "X", "sample": "eurusd_1h"},
@@ -397,13 +397,8 @@ def test_combinations_are_counted_before_they_are_listed():
     with pytest.raises(ConfigError, match="more than the 5 allowed"):
         combinations(small, limit=5)
     with pytest.raises(ConfigError, match="parameters.a: the range has more values than can be counted"):
-        load_grid_text("parameters:\n  a: {start: 0, stop: 1.0e+300, step: 1.0e-300}\n")
-
-
-def load_grid_text(text: str) -> SweepSpec:
-    path = Path("grid.yaml")
-    path.write_text(text)
-    return load_grid(path)
+        (tmp_path / "grid.yaml").write_text("parameters:\n  a: {start: 0, stop: 1.0e+300, step: 1.0e-300}\n")
+        load_grid(tmp_path / "grid.yaml")
 
 
 # --- results folders ------------------------------------------------------------------------------------------------
