@@ -24,20 +24,28 @@ Files:
 ``graph.svg``        the annotated graph (only where graphviz's ``dot`` is installed)
 ``manifest.json``    every file the run wrote into the folder (relative paths)
 ===================  =====================================================
+
+``read_results`` checks every file it reads back (JSON that parses into the
+expected shape, CSVs with the columns the report uses, times that parse, numbers
+that are numbers), so a damaged folder is one DataError naming the file and the
+row or JSON path, never a traceback from deep inside the report.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import re
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from candleflow._atomic import clean_stale, staged_folder
 from candleflow.errors import CandleflowError, OutputError
@@ -212,32 +220,125 @@ def _csv(frame: pd.DataFrame, *, index: bool) -> str:
 
 
 def read_results(out_dir: str | Path) -> dict[str, Any]:
-    """Load a results folder back (for ``candleflow report``)."""
-    from candleflow.errors import DataError
+    """Load a results folder back (for ``candleflow report``), checking every file (see the module docstring)."""
+    from candleflow.errors import DataError, check_no_nul
+    from candleflow.portfolio.simulate import TRADE_COLUMNS
 
+    check_no_nul(out_dir, "results folder path", DataError)
     out = Path(out_dir)
     if not os.path.lexists(out):
         clean_stale(Path(os.path.realpath(out)))  # a run killed mid-switch (fallback) moved the old set aside
     missing = [name for name in FILES if not (out / name).is_file()]
     if missing:
         raise DataError(f"not a candleflow results folder: missing {', '.join(missing)}", file=str(out))
-
-    def frame(name: str, index: bool) -> pd.DataFrame:
-        data = pd.read_csv(out / name, index_col=0 if index else None)
-        if index:
-            data.index = pd.to_datetime(data.index, utc=True)
-        for column in ("entry_time", "exit_time", "time"):
-            if column in data.columns:
-                data[column] = pd.to_datetime(data[column], utc=True)
-        return data
-
     return {
-        "metrics": json.loads((out / "metrics.json").read_text()),
-        "trades": frame("trades.csv", False),
-        "equity": frame("equity.csv", True),
-        "signals": frame("signals.csv", False),
-        "indicators": frame("indicators.csv", True),
-        "candles": frame("candles.csv", True),
-        "nodes": json.loads((out / "nodes.json").read_text()),
-        "strategy_text": (out / "strategy.yaml").read_text(),
+        "metrics": _checked_json(out / "metrics.json"),
+        "trades": _checked_frame(out / "trades.csv", index=False, times=("entry_time", "exit_time"),
+                                 numbers=[c for c in TRADE_COLUMNS if c not in ("side", "exit_reason", "entry_time",
+                                                                               "exit_time")],
+                                 required=TRADE_COLUMNS),
+        "equity": _checked_frame(out / "equity.csv", index=True, numbers=("equity",)),
+        "signals": _checked_frame(out / "signals.csv", index=False, times=("time",), required=("node", "time")),
+        "indicators": _checked_frame(out / "indicators.csv", index=True, numbers=None),
+        "candles": _checked_frame(out / "candles.csv", index=True, numbers=("open", "high", "low", "close")),
+        "nodes": _checked_json(out / "nodes.json"),
+        "strategy_text": _read_text(out / "strategy.yaml"),
     }
+
+
+def _read_text(path: Path) -> str:
+    from candleflow.errors import DataError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read: {exc}", file=str(path)) from None
+
+
+def _checked_json(path: Path) -> Any:
+    """The JSON in ``path``, if it parses and has its file's :func:`_shape`; returned as parsed."""
+    from pydantic import ValidationError
+
+    from candleflow.config.loader import format_loc
+    from candleflow.errors import DataError
+
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON: {str(exc).splitlines()[0][:200]}", file=str(path)) from None
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        raise DataError("not valid JSON: a number in it has more than 4300 digits", file=str(path)) from None
+    try:
+        _shape(path.name).validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = "expected a JSON object" if first["type"] == "model_type" else first["msg"]
+        raise DataError(message, file=str(path), path=format_loc(first["loc"]) or None) from None
+    return data
+
+
+def _checked_frame(path: Path, *, index: bool, times: tuple[str, ...] = (), numbers: Any = (),
+                   required: Any = ()) -> pd.DataFrame:
+    """A result CSV, with its index (if ``index``) and ``times`` columns parsed as UTC times, ``required`` columns
+    present and ``numbers`` numeric (None: every column); a DataError naming the file and row otherwise."""
+    from candleflow.errors import DataError
+
+    try:
+        data = pd.read_csv(path, index_col=0 if index else None)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise DataError(f"cannot read CSV: {str(exc).splitlines()[0][:200]}", file=str(path)) from None
+    missing = [c for c in dict.fromkeys((*required, *times, *(numbers or ()))) if c not in data.columns]
+    if missing:
+        raise DataError(f"missing column(s): {', '.join(missing)}", file=str(path))
+    if index:
+        data.index = pd.DatetimeIndex(_times(pd.Series(data.index), path, "time"), name=data.index.name)
+    for column in times:
+        data[column] = _times(data[column], path, column)
+    for column in data.columns if numbers is None else numbers:
+        values = pd.to_numeric(data[column], errors="coerce")
+        bad = values.isna() & data[column].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise DataError(f"column '{column}' has a non-numeric value {str(data[column].iloc[row])[:50]!r}",
+                            file=str(path), path=f"row {row + 2}")
+        data[column] = values
+    return data
+
+
+def _times(column: pd.Series, path: Path, name: str) -> pd.DatetimeIndex | pd.Series:
+    from candleflow.errors import DataError
+
+    parsed = pd.to_datetime(column, utc=True, errors="coerce", format="ISO8601")
+    bad = parsed.isna() & column.notna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(f"'{name}' value {str(column.iloc[row])[:50]!r} is not a time", file=str(path),
+                        path=f"row {row + 2}")
+    return parsed
+
+
+class _Run(BaseModel):
+    """``metrics.json``'s ``run``: what the report's header shows (other keys are kept, unchecked)."""
+
+    strategy: str
+    symbol: str
+    timeframe: str
+    file: str
+    candles: int
+    start: datetime
+    end: datetime
+
+
+class _Metrics(BaseModel):
+    metrics: dict[str, Optional[float]]  # NaN was written as null; "inf"/"-inf" parse as floats
+    run: _Run
+
+
+@functools.lru_cache(maxsize=None)
+def _shape(name: str) -> TypeAdapter:
+    """The expected shape of a results JSON file."""
+    from candleflow.dag.executor import NodeStats
+
+    if name == "metrics.json":
+        return TypeAdapter(_Metrics)
+    return TypeAdapter(list[NodeStats], config=ConfigDict(extra="forbid"))  # the report builds NodeStats(**row)
