@@ -212,7 +212,7 @@ CASES = [
     ("set-without-equals", edit("period: 5", "period: {{ fast }}"), ["--set", "fast"],
      "--set expects NAME=VALUE, got 'fast'"),
     ("set-value-not-yaml", edit("period: 5", "period: {{ fast }}"), ["--set", "fast=[5"],
-     "--set fast: value '[5' is not valid YAML (expected ',' or ']', but got '<stream end>'); "
+     "--set fast: value '[5' is not valid YAML (did not find expected ',' or ']'); "
      "quote it, e.g. --set 'fast=\"[5\"'"),
     # --- data named by the strategy ---------------------------------------------------------------------------------
     ("data-file-missing", edit("{path: data.csv}", "{path: data/missing.csv}"), [],

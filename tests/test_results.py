@@ -90,14 +90,14 @@ BROKEN = [
     ("no-trades", lambda out: (out / "trades.csv").unlink(),
      "out: not a candleflow results folder: missing trades.csv"),
     ("trades-without-pnl", drop_column("trades.csv", "pnl"),
-     "out/trades.csv: unreadable results file: missing column(s) pnl"),
+     "out/trades.csv: missing column(s): pnl"),
     ("equity-without-time", drop_column("equity.csv", "time"),
-     "out/equity.csv: unreadable results file: missing column(s) time"),
+     "out/equity.csv: missing column(s): time"),
     ("bad-time", replace_text("candles.csv", "2023-01-02T00:00:00Z", "yesterday"),
-     "out/candles.csv: unreadable results file: column 'time' has 'yesterday', not an ISO-8601 time"),
-    ("metrics-not-json", replace_text("metrics.json", "{", "[", ), "out/metrics.json: unreadable results file: "),
+     "out/candles.csv: row 2: 'time' value 'yesterday' is not a time"),
+    ("metrics-not-json", replace_text("metrics.json", "{", "[", ), "out/metrics.json: not valid JSON: "),
     ("metric-not-a-number", replace_text("metrics.json", '"n_trades": ', '"n_trades": "many", "x": '),
-     "out/metrics.json: unreadable results file: 'n_trades' is 'many', not a number"),
+     "out/metrics.json: metrics.n_trades: Input should be a valid number"),
 ]
 
 
@@ -118,6 +118,6 @@ def test_the_report_command_on_a_broken_folder_is_one_line(folder, tmp_path):
     command = [exe] if exe else [sys.executable, "-m", "candleflow.cli"]
     proc = subprocess.run(command + ["report", "out", "-o", "report.html"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "CANDLEFLOW_DEBUG": ""})
-    expected = "error: out/trades.csv: unreadable results file: missing column(s) pnl\n"
+    expected = "error: out/trades.csv: missing column(s): pnl\n"
     assert (proc.returncode, proc.stderr) == (2, expected)
     assert not (tmp_path / "report.html").exists()

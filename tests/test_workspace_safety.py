@@ -9,7 +9,11 @@ lead outside are rejected at compile time, with the YAML path of the field.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +47,11 @@ def layout(tmp_path, monkeypatch):
     monkeypatch.delenv("CANDLEFLOW_DEBUG", raising=False)
     monkeypatch.chdir(ws)
     return ws.resolve()
+
+
+def _candleflow() -> list[str]:
+    exe = shutil.which("candleflow")
+    return [exe] if exe else [sys.executable, "-m", "candleflow.cli"]
 
 
 def validate(capsys, text: str) -> tuple[int, str]:
@@ -98,9 +107,11 @@ def script_signal(path: str) -> str:
 
 
 @pytest.mark.parametrize("path", ["../outside.py", "components/../../outside.py", "{parent}/outside.py",
-                                  "components/link_out.py"])
+                                  "scripts/link_out.py"])
 def test_script_paths_outside_the_workspace(capsys, layout, path):
-    (layout / "components" / "link_out.py").symlink_to(layout.parent / "outside.py")
+    # (a link in components/ is refused earlier, when the folder is scanned: see test_symlinks_leading_outside...)
+    (layout / "scripts").mkdir()
+    (layout / "scripts" / "link_out.py").symlink_to(layout.parent / "outside.py")
     path = path.format(parent=layout.parent)
     code, err = validate(capsys, script_signal(path))
     assert code == 2
@@ -131,6 +142,68 @@ def test_an_escaping_component_folder_is_never_imported(capsys, layout):
         f"@indicator('evil')\ndef evil(close):\n    return close\n")
     code, err = validate(capsys, STRATEGY + "components: [../elsewhere]\n")
     assert code == 2 and not marker.exists()
+
+
+# --- symlinks inside the workspace's component folders ---------------------------------------------------------------
+
+EVIL = ("from candleflow import indicator\nopen({marker!r}, 'w').write('ran')\n"
+        "@indicator('evil')\ndef evil(close):\n    return close\n")
+
+
+def _escape_message(link: str, ws: Path) -> str:
+    return (f"error: {link}: symlink leads outside the workspace {ws}; component files and folders must stay "
+            f"inside it\n")
+
+
+def test_a_component_file_linked_from_outside_is_rejected_by_the_real_cli(layout):
+    """The installed CLI in a subprocess: the linked file is neither imported nor named by its target."""
+    marker = layout.parent / "imported.txt"
+    (layout.parent / "elsewhere" / "evil.py").write_text(EVIL.format(marker=str(marker)))
+    (layout / "components" / "evil.py").symlink_to(layout.parent / "elsewhere" / "evil.py")
+    Path("s.yaml").write_text(STRATEGY)
+    env = {**os.environ, "CANDLEFLOW_DEBUG": ""}
+    proc = subprocess.run(_candleflow() + ["run", "s.yaml", "--out", "out", "-q", "--no-cache"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", _escape_message("components/evil.py", layout))
+    assert not marker.exists() and not Path("out").exists()
+
+
+@pytest.mark.parametrize("link, target, extra", [
+    ("components/evil.py", "elsewhere/evil.py", ""),                    # a file
+    ("components/lib", "elsewhere", ""),                                # a folder
+    ("components/sub/evil.py", "elsewhere/evil.py", ""),                # a file deeper down
+    ("lib/evil.py", "elsewhere/evil.py", "components: [lib]\n"),        # in a folder the strategy lists
+    ("components", "elsewhere", ""),                                    # the components folder itself
+])
+def test_symlinks_leading_outside_are_rejected_at_discovery(capsys, layout, link, target, extra):
+    marker = layout.parent / "imported.txt"
+    (layout.parent / "elsewhere" / "evil.py").write_text(EVIL.format(marker=str(marker)))
+    if link == "components":
+        shutil.rmtree(layout / "components")
+    (layout / link).parent.mkdir(parents=True, exist_ok=True)
+    (layout / link).symlink_to(layout.parent / target)
+    code, err = validate(capsys, STRATEGY + extra)
+    assert (code, err) == (2, _escape_message(link, layout))
+    assert not marker.exists()
+
+
+def test_a_symlink_loop_is_named_not_followed(capsys, layout):
+    (layout / "components" / "a.py").symlink_to(layout / "components" / "b.py")
+    (layout / "components" / "b.py").symlink_to(layout / "components" / "a.py")
+    code, err = validate(capsys, STRATEGY)
+    assert code == 2 and err.startswith("error: components/a.py: symlink cannot be resolved (a loop?)")
+
+
+def test_symlinks_that_stay_inside_are_followed(capsys, layout):
+    """A linked folder inside the workspace is scanned like any other (link loops end): its component is found."""
+    (layout / "shared").mkdir()
+    (layout / "shared" / "mine.py").write_text(
+        "from candleflow import indicator\n@indicator('mine')\ndef mine(close):\n    return close\n")
+    (layout / "components" / "shared").symlink_to(layout / "shared", target_is_directory=True)
+    (layout / "components" / "again").symlink_to(layout / "components", target_is_directory=True)
+    (layout / "components" / "notes.md").symlink_to("/etc/hostname")  # not a component file: ignored
+    text = STRATEGY.replace("indicators:\n", "indicators:\n  - {name: m, component: mine}\n")
+    assert validate(capsys, text) == (0, "")
 
 
 # --- the YAML never runs code --------------------------------------------------------------------------------------

@@ -78,15 +78,19 @@ def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = 
     return compiled, text
 
 
-def load_data(compiled: CompiledStrategy, data: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
-    """The run's candles: ``data`` if given (a file or a frame), else the strategy's data source."""
+def load_data(compiled: CompiledStrategy, data: str | Path | pd.DataFrame | None = None, *,
+              max_bytes: int | None = None) -> pd.DataFrame:
+    """The run's candles: ``data`` if given (a file or a frame), else the strategy's data source.
+
+    ``max_bytes`` bounds a data file (default: :data:`~candleflow.data.loader.MAX_DATA_BYTES`).
+    """
     from candleflow.data import load_candles, load_source, validate_candles
 
     if isinstance(data, pd.DataFrame):
         return validate_candles(data)
     if data is not None:
-        return load_candles(data)
-    return load_source(compiled.strategy.data, workspace=compiled.workspace, file=compiled.file)
+        return load_candles(data, max_bytes=max_bytes)
+    return load_source(compiled.strategy.data, workspace=compiled.workspace, file=compiled.file, max_bytes=max_bytes)
 
 
 def run_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCache | None = None,

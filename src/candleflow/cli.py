@@ -38,6 +38,19 @@ SetOption = Annotated[Optional[list[str]], typer.Option("--set", help="Template 
 WorkspaceOption = Annotated[Optional[Path], typer.Option(help="Workspace folder (default: found from the strategy).")]
 ComponentsOption = Annotated[Optional[list[Path]], typer.Option(
     "--components", help="Extra folder of @indicator/@signal components (repeatable).")]
+MaxDataSizeOption = Annotated[Optional[str], typer.Option(
+    "--max-data-size", help="Largest data file (a CSV's text) to read, e.g. 4G or 500M (default: 1G).")]
+
+
+def _max_data_bytes(text: str | None) -> int | None:
+    from candleflow.data.loader import parse_size
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(f"--max-data-size: {exc}") from None
 
 
 @app.callback()
@@ -49,13 +62,17 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     """``["fast=10", "name=x"]`` -> ``{"fast": 10, "name": "x"}`` (values parsed as YAML scalars)."""
     import yaml
 
+    from candleflow.config.loader import StrictSafeLoader, YamlLimitError
+
     out: dict[str, Any] = {}
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--set expects NAME=VALUE, got '{item}'")
         try:
-            out[key.strip()] = yaml.safe_load(value) if value else ""
+            out[key.strip()] = yaml.load(value, Loader=StrictSafeLoader) if value else ""  # noqa: S506 - safe
+        except YamlLimitError as exc:  # the value itself may be huge: name the problem, not the value
+            raise ConfigError(f"--set {key.strip()}: {exc.problem}") from None
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"--set {key.strip()}: value {value!r} is not valid YAML ({problem}); "
@@ -116,6 +133,7 @@ def run(
                                                        "instead of running components."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every component call with its time."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary table."),
+    max_data_size: MaxDataSizeOption = None,
 ) -> None:
     """Run a backtest and print its summary."""
     from candleflow.backtest import load_data, prepare, run_compiled
@@ -144,7 +162,7 @@ def run(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     compiled, text = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
                              component_dirs=components or ())
-    candles = load_data(compiled, data)
+    candles = load_data(compiled, data, max_bytes=_max_data_bytes(max_data_size))
     cache = None if no_cache else NodeCache(cache_dir)
     if replay_signals is not None:
         from candleflow.replay import replay_compiled
@@ -240,6 +258,9 @@ def sweep(
     rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Metric to rank by (default: the grid's rank.by)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing combination (exit 2)."),
     workspace: WorkspaceOption = None,
+    max_combinations: int = typer.Option(1_000_000, "--max-combinations", min=1,
+                                         help="Refuse a grid with more combinations than this."),
+    max_data_size: MaxDataSizeOption = None,
 ) -> None:
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
     from candleflow.output_paths import writing
@@ -251,7 +272,8 @@ def sweep(
         check_output(out)
     with progress_bar() as on_progress:
         result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
-                           rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress)
+                           rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress,
+                           max_combinations=max_combinations, max_data_bytes=_max_data_bytes(max_data_size))
     if out is not None:
         with writing(out, "the sweep table"):
             result.write(out)
@@ -348,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     received: list[int] = []
     _state["debug"] = bool(os.environ.get("CANDLEFLOW_DEBUG"))  # --debug of an earlier in-process call must not stick
     args = list(sys.argv[1:] if argv is None else argv)
+    for number, arg in enumerate(args, 1):  # (only an in-process caller can: no OS passes one to a new process)
+        if "\0" in arg:
+            shown = arg.replace("\0", "\\0")
+            print(f"error: command line: argument {number} '{shown}' contains a NUL byte", file=sys.stderr)
+            return 2
     if "--debug" in args[1:]:  # accepted after the command too: `candleflow run x.yaml --debug`
         _state["debug"] = True
         args = [args[0]] + [a for a in args[1:] if a != "--debug"]

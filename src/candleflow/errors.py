@@ -88,6 +88,14 @@ def warn(message: str) -> None:
     warnings.warn(message, CandleflowWarning, stacklevel=2)
 
 
+def check_no_nul(path: object, what: str, error: type[CandleflowError] = ConfigError, **where: str) -> None:
+    """Raise ``error`` if the path ``path`` holds a NUL byte, which no file name can (shown as ``\\0``)."""
+    text = str(path)
+    if "\0" in text:
+        shown = text.replace("\0", "\\0")
+        raise error(f"{what} '{shown}' contains a NUL byte", **where)
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     """Collapse whitespace so a multi-line detail (stderr) fits on the error line."""
     flat = " | ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())

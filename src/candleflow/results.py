@@ -16,26 +16,35 @@ it holds, and for a CSV its index and columns and which of them are UTC times.  
 writes by it (the schema's columns, in its order, times as ``2023-01-02T00:00:00Z``) and
 :func:`read_results` reads by it (times parsed back, metrics' null/"inf" back to NaN/inf); a file
 missing or not as the schema says is one :class:`~candleflow.errors.DataError`.
+
+:func:`read_results` checks every file it reads back (JSON of the expected shape, CSVs with the
+schema's columns, times that parse, numbers that are numbers), so a damaged folder is one
+DataError naming the file and the row or JSON path, never a traceback from deep in the report.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import math
 import os
 import re
 import sys
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from candleflow._atomic import clean_stale, staged_folder
-from candleflow.errors import CandleflowError, DataError, OutputError
+from candleflow.config.loader import format_loc
+from candleflow.errors import CandleflowError, DataError, OutputError, check_no_nul
 from candleflow.output_paths import check_folder
 from candleflow.portfolio.simulate import TRADE_COLUMNS
-from candleflow.vocab import CANDLE_COLUMNS
+from candleflow.vocab import CANDLE_COLUMNS, PRICE_COLUMNS, NodeStats
 
 if TYPE_CHECKING:
     from candleflow.backtest import BacktestResult
@@ -54,6 +63,7 @@ class ResultFile:
     columns: tuple[str, ...] | None = None  # csv: the columns in order; None: whatever the run has
     times: tuple[str, ...] = ()  # csv: the columns holding UTC times
     numbers: str | None = None  # json: the member mapping names to numbers (NaN as null, inf as "inf")
+    numeric: tuple[str, ...] | Literal["all"] = ()  # csv: the columns that must hold numbers
     optional: bool = False
 
     @property
@@ -65,13 +75,16 @@ RESULT_FILES: tuple[ResultFile, ...] = (
     ResultFile("metrics.json", "json", "the metrics and the run's info (strategy, symbol, candles, start, end)",
                numbers="metrics"),
     ResultFile("trades.csv", "csv", "one row per trade", columns=tuple(TRADE_COLUMNS),
-               times=("entry_time", "exit_time")),
+               times=("entry_time", "exit_time"),
+               numeric=tuple(c for c in TRADE_COLUMNS if c not in ("side", "exit_reason", "entry_time", "exit_time"))),
     ResultFile("equity.csv", "csv", "equity, drawdown and position after each candle", index="time",
-               columns=("equity", "drawdown", "position")),
+               columns=("equity", "drawdown", "position"), numeric=("equity", "drawdown", "position")),
     ResultFile("signals.csv", "csv", "every signal event", columns=("node", "bar", "time", "signal_type", "strength"),
                times=("time",)),
-    ResultFile("indicators.csv", "csv", "every indicator output, one column each (sma_fast, bb.upper)", index="time"),
-    ResultFile("candles.csv", "csv", "the candles the run used", index="time", columns=CANDLE_COLUMNS),
+    ResultFile("indicators.csv", "csv", "every indicator output, one column each (sma_fast, bb.upper)", index="time",
+               numeric="all"),
+    ResultFile("candles.csv", "csv", "the candles the run used", index="time", columns=CANDLE_COLUMNS,
+               numeric=PRICE_COLUMNS),
     ResultFile("nodes.json", "json", "per-node stats (time, cache hit/miss, status, error)"),
     ResultFile("strategy.yaml", "text", "the (rendered) strategy text"),
     ResultFile("graph.svg", "text", "the annotated graph (only where graphviz's dot is installed)", optional=True),
@@ -260,6 +273,7 @@ def read_results(out_dir: str | Path) -> dict[str, Any]:
     JSON with its numbers member's null/"inf"/"-inf" as NaN/inf, text as text; an
     optional file that is absent is None.
     """
+    check_no_nul(out_dir, "results folder path", DataError)
     out = Path(out_dir)
     if not os.path.lexists(out):
         clean_stale(Path(os.path.realpath(out)))  # a run killed mid-switch (fallback) moved the old set aside
@@ -274,32 +288,94 @@ def read_results(out_dir: str | Path) -> dict[str, Any]:
             continue
         try:
             contents[file.key] = _read(file, path)
-        except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
-            raise DataError(f"unreadable results file: {' '.join(str(exc).split())}", file=str(path)) from None
+        except _Bad as exc:
+            raise DataError(exc.message, file=str(path), path=exc.where) from None
     return contents
 
 
+class _Bad(Exception):
+    """A results file is not as the schema says: what, and where in the file (a row or JSON path)."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.where = message, where
+
+
 def _read(file: ResultFile, path: Path) -> Any:
-    """One file's content as the schema describes it (ValueError when it is not)."""
+    """One file's content as the schema describes it (:class:`_Bad` when it is not)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Bad(f"cannot read: {exc}") from None
     if file.format == "text":
-        return path.read_text(encoding="utf-8")
+        return text
     if file.format == "json":
-        content = json.loads(path.read_text(encoding="utf-8"))
-        if file.numbers is not None:
-            if not isinstance(content, dict) or not isinstance(content.get(file.numbers), dict):
-                raise ValueError(f"no '{file.numbers}' mapping")
-            content[file.numbers] = {name: _json_number(name, v) for name, v in content[file.numbers].items()}
-        return content
-    frame = pd.read_csv(path)
+        return _read_json(file, text)
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise _Bad(f"cannot read CSV: {str(exc).splitlines()[0][:200]}") from None
     expected = [*([file.index] if file.index else []), *(file.columns or ())]
     missing = [column for column in expected if column not in frame.columns]
     if missing:
-        raise ValueError(f"missing column(s) {', '.join(missing)}")
+        raise _Bad(f"missing column(s): {', '.join(missing)}")
     for column in file.times:
         frame[column] = _times(frame[column])
+    for column in frame.columns if file.numeric == "all" else file.numeric:
+        if column != file.index:
+            frame[column] = _numbers(frame[column])
     if file.index is not None:
         frame = frame.set_index(pd.DatetimeIndex(_times(frame.pop(file.index)), name=file.index))
     return frame
+
+
+def _read_json(file: ResultFile, text: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Bad(f"not valid JSON: {str(exc).splitlines()[0][:200]}") from None
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        raise _Bad("not valid JSON: a number in it has more than 4300 digits") from None
+    shape = _shape(file.name)
+    if shape is not None:
+        try:
+            shape.validate_python(content)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            message = "expected a JSON object" if first["type"] == "model_type" else first["msg"]
+            raise _Bad(message, format_loc(first["loc"]) or None) from None
+    if file.numbers is not None:
+        content[file.numbers] = {name: _json_number(name, v) for name, v in content[file.numbers].items()}
+    return content
+
+
+class _Run(BaseModel):
+    """``metrics.json``'s ``run``: what the report's header shows (other keys are kept, unchecked)."""
+
+    strategy: str
+    symbol: str
+    timeframe: str
+    file: str
+    candles: int
+    start: datetime
+    end: datetime
+
+
+class _Metrics(BaseModel):
+    metrics: dict[str, Optional[float]]  # NaN was written as null; "inf"/"-inf" parse as floats
+    run: _Run
+
+
+@functools.lru_cache(maxsize=None)
+def _shape(name: str) -> TypeAdapter | None:
+    """The expected shape of a results JSON file (None: any JSON)."""
+    if name == "metrics.json":
+        return TypeAdapter(_Metrics)
+    if name == "nodes.json":
+        return TypeAdapter(list[NodeStats], config=ConfigDict(extra="forbid"))  # the report builds NodeStats(**row)
+    return None
 
 
 def _times(column: pd.Series) -> pd.Series:
@@ -307,8 +383,18 @@ def _times(column: pd.Series) -> pd.Series:
     times = pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce")
     bad = times.isna() & column.notna()
     if bad.any():
-        raise ValueError(f"column '{column.name}' has {column[bad].iloc[0]!r}, not an ISO-8601 time")
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise _Bad(f"'{column.name}' value {str(column.iloc[row])[:50]!r} is not a time", f"row {row + 2}")
     return times.dt.as_unit("ns")
+
+
+def _numbers(column: pd.Series) -> pd.Series:
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise _Bad(f"column '{column.name}' has a non-numeric value {str(column.iloc[row])[:50]!r}", f"row {row + 2}")
+    return values
 
 
 def _json_number(name: str, value: Any) -> float | int:
@@ -318,5 +404,5 @@ def _json_number(name: str, value: Any) -> float | int:
     if value in ("inf", "-inf"):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"'{name}' is {value!r}, not a number")
+        raise _Bad(f"'{name}' is {value!r}, not a number")
     return value

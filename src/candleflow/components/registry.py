@@ -52,28 +52,85 @@ class Registry:
             if hasattr(value, MARK) and getattr(value, "__module__", None) == module.__name__:
                 self.add(describe(value, origin=origin))
 
-    def add_folder(self, folder: Path) -> None:
+    def add_folder(self, folder: Path, *, root: Path | None = None) -> None:
         """Import every ``.py`` under ``folder`` that declares components.
 
         Files without a candleflow declaration (e.g. script components, which run
-        top-level code) are never imported.
+        top-level code) are never imported.  Every file and subfolder must resolve
+        inside ``root`` (the workspace; default: ``folder`` itself), see :func:`component_files`.
         """
         if not folder.is_dir():
             raise CompileError(f"components folder not found: {folder}")
-        for path in sorted(folder.rglob("*.py")):
+        for path in component_files(folder, root=root):
             if declares_components(path):
                 self.add_module(_import_file(path), origin=str(path))
 
     @classmethod
-    def default(cls, folders: list[Path] = ()) -> "Registry":
+    def default(cls, folders: list[Path] = (), *, workspace: Path | None = None) -> "Registry":
+        """The built-ins plus ``folders``; those inside ``workspace`` must not link out of it."""
         from candleflow.components import indicators, signals
 
         registry = cls()
         registry.add_module(indicators, origin="builtin")
         registry.add_module(signals, origin="builtin")
         for folder in folders:
-            registry.add_folder(folder)
+            inside = workspace is not None and _inside(folder.resolve(), workspace.resolve())
+            registry.add_folder(folder, root=workspace if inside else None)
         return registry
+
+
+def component_files(folder: Path, *, root: Path | None = None) -> list[Path]:
+    """Every ``.py`` file under ``folder``, sorted, each resolved through its symlinks.
+
+    A depth-first walk that resolves every ``.py`` file and folder it meets: a
+    symlink among them that leads outside ``root`` (default: ``folder``) is a
+    CompileError naming the link, relative to ``root``, and never its target; one
+    that stays inside is followed (each real folder is walked once, so link loops
+    end).  Nothing found is read or run here.
+    """
+    boundary = f"the workspace {root.resolve()}" if root is not None else f"the components folder {folder}"
+    root = (root or folder).resolve()
+    files: set[Path] = set()
+    walked: set[Path] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        real = current.resolve()
+        if real in walked:
+            continue
+        walked.add(real)
+        for entry in sorted(current.iterdir()):
+            if entry.suffix != ".py" and not entry.is_dir():
+                continue  # not a component file: a data file or a dangling link is none of our business
+            target = _real(entry, root, boundary) if entry.is_symlink() else entry.resolve()
+            if target.is_dir():
+                stack.append(entry)
+            elif target.is_file():
+                files.add(target)
+    return sorted(files)
+
+
+def _real(link: Path, root: Path, boundary: str) -> Path:
+    """Where the symlink ``link`` leads; a CompileError naming the link if that is outside ``root``."""
+    shown = _shown(link, root)
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        raise CompileError(f"symlink cannot be resolved (a loop?) in {boundary}", file=shown) from None
+    if not _inside(target, root):
+        raise CompileError(f"symlink leads outside {boundary}; component files and folders must stay inside it",
+                           file=shown)
+    return target
+
+
+def _shown(link: Path, root: Path) -> str:
+    """``link`` as the user knows it: relative to ``root`` when it lies (unresolved) under it."""
+    parent = link.parent.resolve()
+    return str((parent / link.name).relative_to(root)) if _inside(parent, root) else str(link)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
 
 
 def declares_components(path: Path) -> bool:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from candleflow.config.models import Strategy
-from candleflow.errors import ConfigError
+from candleflow.errors import ConfigError, check_no_nul
 
 
 def load_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = None) -> Strategy:
@@ -25,6 +25,7 @@ def load_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = Non
     ``variables`` fill a jinja2 template (``fast: {{ fast }}``); a plain YAML file
     renders to itself.
     """
+    check_no_nul(path, "strategy path")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -41,7 +42,8 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
 
     The template runs in jinja2's sandbox: it can format values but not reach
     Python internals (``{{ lipsum.__globals__ }}`` is an error), so a strategy
-    file never executes code, template or not.
+    file never executes code, template or not; and its work is bounded
+    (:mod:`candleflow.config.sandbox`): ``{{ 2**(2**40) }}`` is an error, not a hang.
     """
     if "{{" not in text and "{%" not in text and "{#" not in text:
         return text
@@ -69,12 +71,10 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
 
 @functools.lru_cache(maxsize=64)
 def _compiled_template(text: str):
-    """The sandboxed, strict template for ``text``, compiled once (a sweep renders it per combination)."""
-    import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
+    """The sandboxed, bounded, strict template for ``text``, compiled once (a sweep renders it per combination)."""
+    from candleflow.config.sandbox import bounded_environment
 
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(text)
+    return bounded_environment().from_string(text)
 
 
 def _template_line(exc: BaseException) -> int | None:
@@ -90,16 +90,7 @@ def _template_line(exc: BaseException) -> int | None:
 
 def parse_strategy(text: str, *, file: str = "<strategy>") -> Strategy:
     """Parse YAML text and validate it into a :class:`Strategy`."""
-    try:
-        raw = yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass: builds no Python objects
-    except DuplicateKeyError as exc:
-        raise ConfigError(f"duplicate key '{exc.key}' (first at line {exc.first_line})", file=file,
-                          path=f"line {exc.line}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML: {problem}", file=file, path=where) from None
+    raw = load_yaml(text, file=file)
     if raw is None:
         raise ConfigError("strategy file is empty", file=file)
     if not isinstance(raw, dict):
@@ -110,15 +101,99 @@ def parse_strategy(text: str, *, file: str = "<strategy>") -> Strategy:
         raise validation_error(exc, file=file) from None
 
 
+def load_yaml(text: str, *, file: str) -> Any:
+    """Parse one YAML document with :class:`StrictSafeLoader`; every failure is a ConfigError naming the line."""
+    try:
+        return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass: builds no Python objects
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"duplicate key '{exc.key}' (first at line {exc.first_line})", file=file,
+                          path=f"line {exc.line}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        prefix = "" if isinstance(exc, YamlLimitError) else "invalid YAML: "
+        raise ConfigError(prefix + problem, file=file, path=where) from None
+
+
 class DuplicateKeyError(yaml.YAMLError):
     def __init__(self, key: Any, line: int, first_line: int) -> None:
         super().__init__(f"duplicate key {key!r}")
         self.key, self.line, self.first_line = key, line, first_line
 
 
-class StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class YamlLimitError(yaml.MarkedYAMLError):
+    """A YAML document over one of the bounds below (its ``problem`` says which, its mark where)."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+MAX_INT_DIGITS = 4300  # Python's own limit for int <-> str (sys.int_info.default_max_str_digits)
+MAX_ALIAS_VALUES = 100_000  # values that aliases (*name) may add to one document, in all
+MAX_DEPTH = 100  # nesting levels of sequences and mappings
+
+
+class _BoundedComposer(yaml.composer.Composer):
+    """PyYAML's Python composer (libyaml's recurses in C and crashes on deep nesting), with bounds.
+
+    State while a document is composed: the current nesting depth; for every
+    finished node, how many values it holds once its aliases are expanded
+    (1 + its children's, by ``id``); and how many values the aliases seen so far
+    add.  An alias adds its node's expanded size in O(1), so a "billion laughs"
+    document is refused at the first alias that crosses :data:`MAX_ALIAS_VALUES`,
+    before anything walks the expanded structure; an alias to a collection still
+    being composed (a recursive structure) has no size yet and is refused too.
+    """
+
+    def __init__(self) -> None:
+        yaml.composer.Composer.__init__(self)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}
+        self._aliased = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            return self._alias(event, parent, index)
+        if isinstance(event, yaml.ScalarEvent):
+            return super().compose_node(parent, index)  # one value (the size of anything not in _sizes)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise YamlLimitError(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else [part for pair in node.value for part in pair]
+        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in children)
+        return node
+
+    def _alias(self, event: Any, parent: Any, index: Any) -> Any:
+        node = self.anchors.get(event.anchor)
+        if node is not None:
+            size = self._sizes.get(id(node))
+            if size is None:
+                raise YamlLimitError(f"alias *{event.anchor} is inside the collection it refers to "
+                                     f"(a recursive structure)", event.start_mark)
+            self._aliased += size
+            if self._aliased > MAX_ALIAS_VALUES:
+                raise YamlLimitError(f"aliases expand this document by more than {MAX_ALIAS_VALUES:,} values "
+                                     f"(an alias bomb?); write the values out", event.start_mark)
+        return super().compose_node(parent, index)  # an undefined alias: PyYAML's own error
+
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class StrictSafeLoader(_BoundedComposer, _BaseLoader):
     """Safe YAML loading (libyaml's C parser when present) that rejects a key given twice in one mapping
-    (YAML would keep the last silently)."""
+    (YAML would keep the last silently), and bounds: integers of at most :data:`MAX_INT_DIGITS` digits,
+    nesting and alias expansion (see :class:`_BoundedComposer`)."""
+
+    def __init__(self, stream: Any) -> None:
+        _BaseLoader.__init__(self, stream)
+        _BoundedComposer.__init__(self)
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -135,6 +210,20 @@ class StrictSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
                 except TypeError:  # unhashable key: the base class reports it
                     continue
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: Any) -> int:
+        try:
+            value = super().construct_yaml_int(node)
+        except ValueError:  # Python refuses int() of more than 4300 digits
+            value = None
+        if value is None or abs(value) >= _INT_BOUND:
+            raise YamlLimitError(f"integer of {len(node.value):,} characters has more than {MAX_INT_DIGITS} digits; "
+                                 f"write a smaller number (or quote it to make it a string)", node.start_mark)
+        return value
+
+
+_INT_BOUND = 10 ** MAX_INT_DIGITS
+StrictSafeLoader.add_constructor("tag:yaml.org,2002:int", StrictSafeLoader.construct_yaml_int)
 
 
 def validation_error(exc: ValidationError, *, file: str) -> ConfigError:

@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ENTRY_ACTIONS = ("buy", "sell")
@@ -25,10 +25,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("a path cannot contain a NUL byte")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_no_nul)]  # a file or folder path: no NUL byte, which no OS accepts
+
+
 class DataSource(_Strict):
     """Where the candles come from: a CSV/Parquet file, or a bundled sample."""
 
-    path: str | None = None
+    path: PathText | None = None
     sample: str | None = None
     format: Literal["csv", "parquet"] | None = None
     start: str | None = None
@@ -48,7 +57,7 @@ class ComponentSpec(_Strict):
     component: str
     params: dict[str, Any] = Field(default_factory=dict)
     # script components only
-    path: str | None = None
+    path: PathText | None = None
     lookback: int | None = Field(default=None, ge=1)
     timeout: float | None = Field(default=None, gt=0)
 
@@ -123,7 +132,7 @@ class Strategy(_Strict):
     symbol: str
     timeframe: str
     data: DataSource
-    components: list[str] = Field(default_factory=list)
+    components: list[PathText] = Field(default_factory=list)
     indicators: list[IndicatorSpec] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(default_factory=list)
     rules: Rules

@@ -97,6 +97,9 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
             else:
                 folders.append(resolved)
         default = workspace / "components"
+        if default.is_dir() and resolve_in_workspace(workspace, "components") is None:
+            raise CompileError(f"symlink leads outside the workspace {workspace}; component files and folders "
+                               f"must stay inside it", file="components")
         if default.is_dir() and default.resolve() not in folders:
             folders.insert(0, default.resolve())
         for folder in component_dirs:
@@ -105,7 +108,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
             elif Path(folder).resolve() not in folders:
                 folders.append(Path(folder).resolve())
         try:
-            registry = Registry.default(folders)
+            registry = Registry.default(folders, workspace=workspace)
         except CompileError as exc:
             exc.file = exc.file or file
             raise

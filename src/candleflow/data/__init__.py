@@ -6,8 +6,11 @@ from candleflow.data.sample import SAMPLES, generate_candles, sample_candles
 __all__ = ["SAMPLES", "generate_candles", "load_candles", "sample_candles", "validate_candles", "write_candles"]
 
 
-def load_source(source, *, workspace, file: str = "<strategy>"):
-    """Candles for a strategy's ``data`` section; relative paths are relative to ``workspace``."""
+def load_source(source, *, workspace, file: str = "<strategy>", max_bytes: int | None = None):
+    """Candles for a strategy's ``data`` section; relative paths are relative to ``workspace``.
+
+    ``max_bytes`` bounds the data file (see :func:`~candleflow.data.loader.load_candles`).
+    """
     from pathlib import Path
 
     from candleflow.errors import ConfigError
@@ -25,4 +28,4 @@ def load_source(source, *, workspace, file: str = "<strategy>"):
     if not path.is_file():
         raise ConfigError(f"data file '{source.path}' not found (relative paths start at the workspace {workspace})",
                           file=file, path="data.path")
-    return load_candles(path, format=source.format, start=source.start, end=source.end)
+    return load_candles(path, format=source.format, start=source.start, end=source.end, max_bytes=max_bytes)

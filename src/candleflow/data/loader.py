@@ -4,35 +4,60 @@ The result is always the same shape: a DataFrame indexed by a UTC
 ``DatetimeIndex`` named ``time`` with float64 columns ``open, high, low, close,
 volume``.  Checks, each a :class:`~candleflow.errors.DataError` naming the file
 and the first offending row: required columns, parseable timestamps in one time
-zone, sorted unique timestamps, numeric OHLC without NaN, ``high >= low`` and
-open/close inside ``[low, high]``.
+zone and inside pandas' nanosecond range (years 1677 to 2262), sorted unique
+timestamps, numeric OHLC without NaN, ``high >= low`` and open/close inside
+``[low, high]``.
+
+Reading is bounded before pandas sees a byte: a file (a CSV's text once
+decompressed) larger than ``max_bytes`` (default :data:`MAX_DATA_BYTES`, the
+CLI's ``--max-data-size``) is refused, and a CSV streams to pandas through
+:class:`_CheckedStream`, which refuses a NUL byte (binary data, or a file padded
+with zeros) and a row longer than :data:`MAX_ROW_BYTES` in the chunk where they
+first appear, so neither can grow pandas' parse buffers without bound.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 from pandas.errors import OutOfBoundsDatetime
 
-from candleflow.errors import DataError
+from candleflow.errors import DataError, check_no_nul
 from candleflow.vocab import CANDLE_COLUMNS, PRICE_COLUMNS
 
 TIME_COLUMNS = ("time", "timestamp", "datetime", "date")
 
 
+MAX_DATA_BYTES = 1 << 30  # 1 GiB: a data file (a CSV's text) larger than this is refused unless the limit is raised
+MAX_ROW_BYTES = 1 << 20  # 1 MiB: no candle row is anywhere near this long
+
+
 def load_candles(path: str | Path, *, format: str | None = None, start: str | None = None,
-                 end: str | None = None) -> pd.DataFrame:
-    """Read ``path`` (``.csv``, ``.csv.gz``, ``.parquet``) into checked candles."""
+                 end: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
+    """Read ``path`` (``.csv``, ``.csv.gz``, ``.parquet``) into checked candles.
+
+    ``max_bytes`` (default :data:`MAX_DATA_BYTES`) bounds the file, and a CSV's
+    decompressed text; see the module docstring.
+    """
+    check_no_nul(path, "data file path", DataError)
     path = Path(path)
     file = str(path)
     if not path.exists():
         raise DataError("data file not found", file=file)
+    limit = MAX_DATA_BYTES if max_bytes is None else max_bytes
+    if path.stat().st_size > limit:
+        raise DataError(f"data file is {format_size(path.stat().st_size)}, more than the {format_size(limit)} "
+                        f"allowed; raise the limit with --max-data-size", file=file)
     kind = format or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
     try:
-        raw = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
+        raw = pd.read_parquet(path) if kind == "parquet" else _read_csv(path, limit=limit, file=file)
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError("data file is empty", file=file) from None
     except pd.errors.ParserError as exc:
@@ -46,6 +71,82 @@ def load_candles(path: str | Path, *, format: str | None = None, start: str | No
         raise DataError(f"cannot read {kind} file: {str(exc).splitlines()[0]}", file=file) from None
     candles = validate_candles(raw, file=file)
     return slice_candles(candles, start=start, end=end, file=file)
+
+
+def _read_csv(path: Path, *, limit: int, file: str) -> pd.DataFrame:
+    """``pd.read_csv`` through a :class:`_CheckedStream` (decompressing .gz, .bz2 and .xz ourselves, so the checks
+    see the text); other compressions pandas reads directly, bounded only by the file's size."""
+    import bz2
+    import gzip
+    import lzma
+
+    openers = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open, None: open}
+    compression = pd.io.common.infer_compression(str(path), "infer")
+    if compression not in openers:
+        return pd.read_csv(path)
+    with openers[compression](path, "rb") as raw:
+        return pd.read_csv(io.BufferedReader(_CheckedStream(raw, limit=limit, file=file), buffer_size=MAX_ROW_BYTES))
+
+
+class _CheckedStream(io.RawIOBase):
+    """A CSV's bytes on their way to pandas, read at most MAX_ROW_BYTES at a time and checked chunk by chunk.
+
+    State: bytes read so far (refused past ``limit``), newlines seen (to name the
+    row), and the length of the row still open at the end of the last chunk.  As
+    no chunk is longer than MAX_ROW_BYTES, a row too long must reach across a
+    chunk boundary, where it is measured.
+    """
+
+    def __init__(self, raw: BinaryIO, *, limit: int, file: str) -> None:
+        super().__init__()
+        self._raw, self._limit, self._file = raw, limit, file
+        self._read = self._newlines = self._open_row = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer
+        data = self._raw.read(min(len(buffer), MAX_ROW_BYTES))
+        self._check(data)
+        buffer[:len(data)] = data
+        return len(data)
+
+    def _check(self, data: bytes) -> None:
+        self._read += len(data)
+        if self._read > self._limit:
+            raise DataError(f"data file holds more than the {format_size(self._limit)} of text allowed; raise the "
+                            f"limit with --max-data-size", file=self._file)
+        nul = data.find(b"\0")
+        if nul >= 0:
+            row = self._newlines + data.count(b"\n", 0, nul) + 1
+            raise DataError("NUL byte: this is not a CSV text file (binary data, or a file padded with zeros?)",
+                            file=self._file, path=f"row {row}")
+        first = data.find(b"\n")
+        if self._open_row + (len(data) if first < 0 else first) > MAX_ROW_BYTES:
+            raise DataError(f"row longer than {format_size(MAX_ROW_BYTES)}: this is not a candle CSV file",
+                            file=self._file, path=f"row {self._newlines + 1}")
+        if first < 0:
+            self._open_row += len(data)
+        else:
+            self._newlines += data.count(b"\n")
+            self._open_row = len(data) - data.rfind(b"\n") - 1
+
+
+def format_size(size: int) -> str:
+    """``1073741824`` -> ``1 GiB``; ``1536`` -> ``1.5 KiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
+
+
+def parse_size(text: str) -> int:
+    """``4G``, ``500M``, ``1.5GiB``, ``2000000`` -> bytes (K, M, G, T are powers of 1024); ValueError if not a size."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
+    if not match:
+        raise ValueError(f"'{text}' is not a size (e.g. 4G, 500M, 2000000)")
+    number, unit = match.groups()
+    return int(float(number) * (1 << (10 * " KMGT".index(unit.upper() or " "))))
 
 
 def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame:
@@ -113,6 +214,11 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
             raise DataError(f"mixed time zones ({first} in row 2, {zones.iloc[row]} here); use one zone, "
                             f"preferably UTC", file=file, path=_row(row))
         times = pd.DatetimeIndex(parsed)
+    outside = (times < _EARLIEST) | (times > _LATEST)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise DataError(f"timestamp {times[row].isoformat()} is outside the range candleflow handles "
+                        f"({_EARLIEST.date()} to {_LATEST.date()})", file=file, path=_row(row))
     times = times.as_unit("ns")
     diffs = np.diff(times.asi8)
     if (diffs == 0).any():
@@ -124,6 +230,9 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
         raise DataError(f"timestamps not sorted: {times[row].isoformat()} comes after {times[row - 1].isoformat()}",
                         file=file, path=_row(row))
     return pd.DatetimeIndex(times, name="time")
+
+
+_EARLIEST, _LATEST = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")  # nanoseconds' range
 
 
 def _check_values(candles: pd.DataFrame, *, file: str) -> None:

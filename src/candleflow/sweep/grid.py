@@ -14,7 +14,10 @@ file and the YAML path):
     rank: {by: sharpe, direction: max}  # direction: default the metric's better one (catalog)
 
 Expansion is the Cartesian product, symbols outermost, then the parameters in
-the order the spec lists them, so the combination order is deterministic.
+the order the spec lists them, so the combination order is deterministic.  Its
+size is the product of the value counts (a range's counted, not listed) and is
+checked against a limit (:data:`MAX_COMBINATIONS`, ``--max-combinations``)
+before anything is expanded.
 
 >>> spec = SweepSpec.model_validate({"parameters": {"fast": [5, 10], "slow": {"start": 30, "stop": 50, "step": 10}}})
 >>> [c.label for c in combinations(spec)][:2]
@@ -32,17 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag, ValidationError,
     model_validator,
 )
 
 from candleflow.config.models import NAME_PATTERN, DataSource
-from candleflow.errors import ConfigError
+from candleflow.errors import ConfigError, check_no_nul
 from candleflow.portfolio.catalog import better
 
 Number = Union[StrictInt, StrictFloat]
+MAX_COMBINATIONS = 1_000_000  # a grid with more combinations is refused unless the limit is raised
 
 
 def _scalar(value: Any) -> Any:
@@ -69,13 +72,23 @@ class Range(_Strict):
     def _ordered(self) -> "Range":
         if self.stop < self.start:
             raise ValueError(f"stop ({self.stop}) is below start ({self.start})")
+        if not math.isfinite((self.stop - self.start) / self.step):
+            raise ValueError("the range has more values than can be counted; use a larger step")
         return self
 
+    def _ints(self) -> bool:
+        return all(isinstance(v, int) for v in (self.start, self.stop, self.step))
+
+    def count(self) -> int:
+        """How many values: known without listing them."""
+        if self._ints():
+            return len(range(self.start, self.stop + 1, self.step))
+        return math.floor((self.stop - self.start) / self.step + 1e-9) + 1
+
     def values(self) -> list[int | float]:
-        if all(isinstance(v, int) for v in (self.start, self.stop, self.step)):
+        if self._ints():
             return list(range(self.start, self.stop + 1, self.step))
-        count = math.floor((self.stop - self.start) / self.step + 1e-9) + 1
-        return [round(self.start + i * self.step, 12) for i in range(count)]
+        return [round(self.start + i * self.step, 12) for i in range(self.count())]
 
 
 class SymbolSpec(DataSource):
@@ -138,6 +151,11 @@ class SweepSpec(_Strict):
                 raise ValueError(f"symbol listed twice: {', '.join(twice)}")
         return self
 
+    def counts(self) -> list[int]:
+        """How many symbols (if listed) and values of each parameter: the factors of the combination count."""
+        symbols = [len(self.symbols)] if self.symbols else []
+        return symbols + [v.count() if isinstance(v, Range) else len(v) for v in self.parameters.values()]
+
     def values(self) -> dict[str, list[Any]]:
         """Every parameter's list of values."""
         return {name: v.values() if isinstance(v, Range) else list(v) for name, v in self.parameters.items()}
@@ -160,28 +178,39 @@ class Combination:
         return ", ".join(f"{k}={v}" for k, v in self.variables.items())
 
 
-def combinations(spec: SweepSpec) -> list[Combination]:
-    """The Cartesian product of symbols and parameter values, in a fixed order."""
-    values = spec.values()
-    products = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
-    return [Combination(symbol, params) for symbol in (spec.symbols or [None]) for params in products]
+def combinations(spec: SweepSpec, *, limit: int = MAX_COMBINATIONS, file: str | None = None) -> list[Combination]:
+    """The Cartesian product of symbols and parameter values, in a fixed order.
+
+    More than ``limit`` combinations is a ConfigError (naming ``file``), raised
+    before a single one is listed; so is running out of memory listing them.
+    """
+    counts = spec.counts()
+    total = math.prod(counts)
+    if total > limit:
+        factors = " x ".join(f"{n:,}" for n in counts)
+        raise ConfigError(f"the grid has {total:,} combinations ({factors}), more than the {limit:,} allowed; "
+                          f"raise the limit with --max-combinations", file=file)
+    try:
+        values = spec.values()
+        products = [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
+        return [Combination(symbol, params) for symbol in (spec.symbols or [None]) for params in products]
+    except MemoryError:
+        raise ConfigError(f"not enough memory to list the grid's {total:,} combinations", file=file) from None
 
 
 def load_grid(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec file."""
-    from candleflow.config.loader import validation_error
+    from candleflow.config.loader import load_yaml, validation_error
 
+    check_no_nul(path, "grid path")
     file = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("grid file not found", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read grid file: {exc}", file=file) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", file=file, path=where) from None
+    raw = load_yaml(text, file=file)  # the strategy's loader: safe, bounded, a key given twice is an error
     if not isinstance(raw, dict):
         raise ConfigError("a grid file is a mapping with 'parameters', 'symbols' and 'rank'", file=file)
     try:

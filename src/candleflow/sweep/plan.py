@@ -37,7 +37,7 @@ from candleflow.components.registry import Registry
 from candleflow.config.models import Strategy
 from candleflow.dag.build import build
 from candleflow.dag.compiler import CompiledStrategy, compile_strategy, find_workspace
-from candleflow.errors import CandleflowError, ConfigError
+from candleflow.errors import CandleflowError, ConfigError, check_no_nul
 from candleflow.vocab import CANDLES
 from candleflow.sweep.grid import Combination
 
@@ -66,8 +66,9 @@ class SweepPlan:
 
 
 def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
-               workspace: str | Path | None = None) -> SweepPlan:
+               workspace: str | Path | None = None, max_data_bytes: int | None = None) -> SweepPlan:
     """Compile every combination and build the shared task graph (see the module docstring)."""
+    check_no_nul(strategy_file, "strategy path")
     path = Path(strategy_file)
     file = str(path)
     try:
@@ -87,7 +88,7 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
         try:
             compiled = _compile(renderer, combination, workspace=root, registries=registries)
             entry.symbol = compiled.strategy.symbol
-            candles_key = _candles_key(compiled, plan, candles)
+            candles_key = _candles_key(compiled, plan, candles, max_bytes=max_data_bytes)
             entry.key = _add_nodes(compiled, candles_key, plan)
         except CandleflowError as exc:
             entry.error = " ".join(str(exc).split())
@@ -95,7 +96,7 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
 
 
 class _Renderer:
-    """The strategy template, compiled once, in jinja2's sandbox like the loader's.
+    """The strategy template, compiled once, in the loader's bounded jinja2 sandbox.
 
     Rendering failures are redone by the loader and parsing is the loader's, so
     every message (file, YAML path, template line) is exactly that of ``candleflow run``.
@@ -103,13 +104,13 @@ class _Renderer:
 
     def __init__(self, text: str, *, file: str) -> None:
         import jinja2
-        from jinja2.sandbox import SandboxedEnvironment
+
+        from candleflow.config.sandbox import bounded_environment
 
         self.text = text
         self.file = file
-        env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         try:
-            self.template: jinja2.Template | None = env.from_string(text)
+            self.template: jinja2.Template | None = bounded_environment().from_string(text)
         except jinja2.TemplateSyntaxError:
             self.template = None  # the loader reports it, with its line, for every combination
 
@@ -137,7 +138,8 @@ def _compile(renderer: _Renderer, combination: Combination, *, workspace: Path,
     return compiled
 
 
-def _candles_key(compiled: CompiledStrategy, plan: SweepPlan, seen: dict[str, str | CandleflowError]) -> str:
+def _candles_key(compiled: CompiledStrategy, plan: SweepPlan, seen: dict[str, str | CandleflowError], *,
+                 max_bytes: int | None = None) -> str:
     """Load the combination's data source once per sweep; add it to the graph; return its key."""
     from candleflow.data import load_source
 
@@ -145,7 +147,7 @@ def _candles_key(compiled: CompiledStrategy, plan: SweepPlan, seen: dict[str, st
     if source not in seen:
         try:
             frame: pd.DataFrame = load_source(compiled.strategy.data, workspace=compiled.workspace,
-                                              file=compiled.file)
+                                              file=compiled.file, max_bytes=max_bytes)
         except CandleflowError as exc:
             seen[source] = exc
         else:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pandas as pd
 
 from candleflow.errors import CandleflowError, ConfigError
-from candleflow.sweep.grid import Rank, SweepSpec, combinations, load_grid
+from candleflow.sweep.grid import MAX_COMBINATIONS, Rank, SweepSpec, combinations, load_grid
 from candleflow.sweep.plan import PlannedCombination, SweepPlan, plan_sweep
 
 if TYPE_CHECKING:
@@ -79,13 +79,15 @@ class SweepResult:
 
 def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client: Client | None = None,
               scheduler: str | None = None, workers: int | None = None, workspace: str | Path | None = None,
-              rank_by: str | None = None, fail_fast: bool = False,
-              on_progress: Progress | None = None) -> SweepResult:
+              rank_by: str | None = None, fail_fast: bool = False, on_progress: Progress | None = None,
+              max_combinations: int = MAX_COMBINATIONS, max_data_bytes: int | None = None) -> SweepResult:
     """Backtest every combination of ``grid`` on Dask and rank the results.
 
     Runs on ``client`` if given, else on the scheduler at ``scheduler``, else on an
     embedded local cluster of ``workers`` processes.  ``rank_by`` overrides the
     grid's ``rank.by``; ``on_progress(done, total)`` is called as combinations finish.
+    A grid of more than ``max_combinations`` is refused before it is expanded;
+    ``max_data_bytes`` bounds each data file (see :func:`~candleflow.data.loader.load_candles`).
     """
     from candleflow.dag.cluster import connect
 
@@ -94,7 +96,8 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     started = time.perf_counter()
     spec = grid if isinstance(grid, SweepSpec) else load_grid(grid)
     rank = spec.rank if rank_by is None else spec.rank.model_copy(update={"by": rank_by})
-    plan = plan_sweep(strategy_file, combinations(spec), workspace=workspace)
+    listed = combinations(spec, limit=max_combinations, file=None if isinstance(grid, SweepSpec) else str(grid))
+    plan = plan_sweep(strategy_file, listed, workspace=workspace, max_data_bytes=max_data_bytes)
     failed = [c for c in plan.combinations if c.error is not None]
     if fail_fast and failed:
         raise _stopped(failed[0], failed[0].error)
