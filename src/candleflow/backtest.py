@@ -14,9 +14,12 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from candleflow.config import Strategy, load_strategy
+from candleflow.config.loader import render_template
 from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
 from candleflow.dag.cache import NodeCache
 from candleflow.dag.executor import Scheduler, execute
+from candleflow.data import load_candles, load_source, validate_candles
+from candleflow.results import write_results
 from candleflow.vocab import NodeStats, ScriptOptions
 
 DEFAULT_CACHE_DIR = Path(".candleflow") / "cache"
@@ -60,16 +63,12 @@ class BacktestResult:
 
     def write(self, out_dir: str | Path, *, extras: Mapping[str, Any] | None = None) -> Path:
         """Write the result files as folder ``out_dir``, switched in atomically; see :mod:`candleflow.results`."""
-        from candleflow.results import write_results
-
         return write_results(self, out_dir, extras=extras)
 
 
 def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = None,
             workspace: str | Path | None = None, component_dirs: Sequence[Path] = ()) -> tuple[CompiledStrategy, str]:
     """Load, validate and compile a strategy file; returns the compiled graph and the rendered text."""
-    from candleflow.config.loader import render_template
-
     path = Path(strategy_file)
     strategy = load_strategy(path, variables=variables)
     root = Path(workspace) if workspace else find_workspace(path)
@@ -84,8 +83,6 @@ def load_data(compiled: CompiledStrategy, data: str | Path | pd.DataFrame | None
 
     ``max_bytes`` bounds a data file (default: :data:`~candleflow.data.loader.MAX_DATA_BYTES`).
     """
-    from candleflow.data import load_candles, load_source, validate_candles
-
     if isinstance(data, pd.DataFrame):
         return validate_candles(data)
     if data is not None:

@@ -13,8 +13,8 @@ def run_with_progress(run: Callable[..., Any], compiled, candles, *, quiet: bool
     """Call ``run(compiled, candles, **options)`` with progress callbacks wired to a rich display."""
     if quiet or not sys.stderr.isatty():
         return run(compiled, candles, **options)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console  # rich: only when something is printed
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # rich: see above
 
     graph = compiled.graph
     nodes = [n for n in compiled.order() if graph.nodes[n]["kind"] != "candles"]

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -37,10 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from candleflow._atomic import clean_stale, staged_folder
 from candleflow.config.loader import format_loc
+from candleflow.dag.draw import build_graph, draw
 from candleflow.errors import CandleflowError, DataError, OutputError, check_no_nul
 from candleflow.output_paths import check_folder
 from candleflow.portfolio.simulate import TRADE_COLUMNS
@@ -180,12 +182,8 @@ def _graph_svg(result: "BacktestResult", path: str | Path) -> str | None:
 
     The graph is a by-product of the results, so a failing ``dot`` does not stop them being written.
     """
-    import shutil
-
     if shutil.which("dot") is None:
         return None
-    from candleflow.dag.draw import build_graph, draw
-
     try:
         return draw(build_graph(result.compiled, result.stats), "svg", path).decode("utf-8")
     except CandleflowError as exc:
@@ -330,8 +328,6 @@ def _read(file: ResultFile, path: Path) -> Any:
 
 
 def _read_json(file: ResultFile, text: str) -> Any:
-    from pydantic import ValidationError
-
     try:
         content = json.loads(text)
     except json.JSONDecodeError as exc:

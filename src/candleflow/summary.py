@@ -8,8 +8,8 @@ from candleflow.portfolio.catalog import METRICS, format_metric
 
 
 def print_summary(result, *, out: Path | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # rich: only when something is printed
+    from rich.table import Table  # rich: only when something is printed
 
     strategy = result.strategy
     candles = result.candles

@@ -53,7 +53,9 @@ class Binding:
 
     @property
     def ref(self) -> str:
-        return f"{self.source}.{self.output}" if self.output and self.source != CANDLES else (self.output or self.source)
+        if self.output and self.source != CANDLES:
+            return f"{self.source}.{self.output}"
+        return self.output or self.source
 
 
 @dataclass(frozen=True)

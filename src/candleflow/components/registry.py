@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from candleflow.components import indicators, signals
 from candleflow.components.declare import MARK, SOURCE_ATTR, Component, describe, indicator, signal
 from candleflow.errors import CompileError
 
@@ -68,8 +69,6 @@ class Registry:
     @classmethod
     def default(cls, folders: list[Path] = (), *, workspace: Path | None = None) -> "Registry":
         """The built-ins plus ``folders``; those inside ``workspace`` must not link out of it."""
-        from candleflow.components import indicators, signals
-
         registry = cls()
         registry.add_module(indicators, origin="builtin")
         registry.add_module(signals, origin="builtin")

@@ -7,8 +7,8 @@ template line for rendering errors.
 
 from __future__ import annotations
 
-import re
 import functools
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -47,7 +47,7 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
     """
     if "{{" not in text and "{%" not in text and "{#" not in text:
         return text
-    import jinja2
+    import jinja2  # templates only: a plain strategy file never loads jinja2
 
     try:
         return _compiled_template(text).render(**variables)
@@ -72,7 +72,7 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
 @functools.lru_cache(maxsize=64)
 def _compiled_template(text: str):
     """The sandboxed, bounded, strict template for ``text``, compiled once (a sweep renders it per combination)."""
-    from candleflow.config.sandbox import bounded_environment
+    from candleflow.config.sandbox import bounded_environment  # imports jinja2: see render_template
 
     return bounded_environment().from_string(text)
 

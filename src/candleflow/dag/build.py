@@ -29,8 +29,11 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 from dask.base import tokenize
 
+from candleflow.config import models
 from candleflow.dag.compiler import CompiledStrategy
 from candleflow.dag.tasks import NodeContext, Output, Static, evaluator_task, node_task
+from candleflow.nodes import evaluator
+from candleflow.portfolio import metrics, rules, simulate
 from candleflow.vocab import CANDLES, EVALUATOR, ScriptOptions, source_hash
 
 KEY_VERSION = "candleflow-node-v2"
@@ -40,10 +43,6 @@ METRICS = "metrics"  # the key prefix of an evaluator task that returns metrics 
 @functools.lru_cache(maxsize=1)
 def evaluator_code_hash() -> str:
     """Hash of the source of every module the evaluator runs (rules, simulation, metrics, settings)."""
-    from candleflow.config import models
-    from candleflow.nodes import evaluator
-    from candleflow.portfolio import metrics, rules, simulate
-
     return source_hash(evaluator, rules, simulate, metrics, models)
 
 

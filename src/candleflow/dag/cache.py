@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from candleflow._atomic import write_bytes_atomic
+from candleflow.dag.cache_codec import Unencodable, decode, encode
 from candleflow.errors import warn
 
 _MISSING = object()
@@ -87,8 +88,6 @@ class NodeCache:
         self._remember(key, value)
         if not self._writing:
             return
-        from candleflow.dag.cache_codec import Unencodable
-
         try:
             data = entry_bytes(key, value, kind)
         except Unencodable as exc:
@@ -145,8 +144,6 @@ class NodeCache:
 
 def entry_bytes(key: str, value: Any, kind: str | None) -> bytes:
     """The entry file's bytes for ``value`` (raises :class:`~candleflow.dag.cache_codec.Unencodable`)."""
-    from candleflow.dag.cache_codec import encode
-
     value_type, description, streams = encode(value)
     header = json.dumps({"format": FORMAT, "key": key, "kind": kind, "type": value_type, "value": description,
                          "streams": [len(s) for s in streams]}, separators=(",", ":")).encode()
@@ -156,8 +153,6 @@ def entry_bytes(key: str, value: Any, kind: str | None) -> bytes:
 
 def read_entry(data: bytes, key: str, kind: str | None) -> Any:
     """The value in an entry file's bytes, after checking it is intact and is ``key``'s; raises :class:`Damaged`."""
-    from candleflow.dag.cache_codec import decode
-
     start = len(MAGIC) + _DIGEST
     if not data.startswith(MAGIC):
         raise Damaged("not a candleflow cache entry")

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from candleflow.portfolio.simulate import Simulation
+
 SCALARS = (str, int, float, bool, type(None))
 
 
@@ -50,8 +52,6 @@ class Unencodable(ValueError):
 
 def encode(value: Any) -> tuple[str, dict, list]:
     """``(type, description, Arrow IPC streams)`` of a node output; raises :class:`Unencodable`."""
-    from candleflow.portfolio.simulate import Simulation
-
     if type(value) is pd.Series:
         meta, table = _encode_series(value)
         return "series", meta, [_ipc(table)]
@@ -81,8 +81,6 @@ def decode(value_type: str, meta: dict, streams: list) -> Any:
     if value_type == "frame" and len(streams) == 1:
         return _decode_frame(meta, _read(streams[0]))
     if value_type == "simulation" and len(streams) == 3:
-        from candleflow.portfolio.simulate import Simulation
-
         metrics = meta["metrics"]
         if type(metrics) is not dict:
             raise ValueError("metrics are not a mapping")

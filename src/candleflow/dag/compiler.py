@@ -35,12 +35,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import networkx as nx
 
 from candleflow.components.registry import Registry
-from candleflow.config.models import SCRIPT, ComponentSpec, Strategy
+from candleflow.config.models import SCRIPT, Strategy
 from candleflow.errors import CompileError
 from candleflow.vocab import CANDLE_COLUMNS, CANDLES, EVALUATOR, Binding, NodePlan
 

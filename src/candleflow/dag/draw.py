@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from candleflow._atomic import write_bytes_atomic, write_text_atomic
 from candleflow.errors import CandleflowError, ConfigError
+from candleflow.output_paths import check_file
 from candleflow.vocab import CANDLES, EVALUATOR
 
 if TYPE_CHECKING:
-    import graphviz
+    import graphviz  # the Python binding, only when a graph is drawn
 
     from candleflow.dag.compiler import CompiledStrategy
     from candleflow.vocab import NodePlan, NodeStats
@@ -75,8 +76,6 @@ def render_graph(compiled: "CompiledStrategy", output: Path, *, stats: dict[str,
 
 def check_graph_output(output: Path, option: str) -> Path:
     """Before any work: the suffix is one we draw, ``dot`` is there when needed, the path is writable."""
-    from candleflow.output_paths import check_file
-
     if _suffix(output) != ".dot" and shutil.which("dot") is None:
         raise CandleflowError(DOT_MISSING)
     return check_file(output, option)
@@ -84,7 +83,7 @@ def check_graph_output(output: Path, option: str) -> Path:
 
 def draw(graph: "graphviz.Digraph", fmt: str, output: str | Path) -> bytes:
     """``graph`` drawn by ``dot`` as ``fmt``; a missing or failing ``dot`` is one line naming ``output``."""
-    import graphviz
+    import graphviz  # the Python binding, only when a graph is drawn
 
     try:
         return graph.pipe(format=fmt, quiet=True)  # dot's stderr goes into the one-line error, not the terminal
@@ -108,7 +107,7 @@ def _suffix(output: Path) -> str:
 
 def build_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | None = None) -> "graphviz.Digraph":
     """The graphviz description of ``compiled``'s graph (nothing is drawn yet)."""
-    import graphviz
+    import graphviz  # the Python binding, only when a graph is drawn
 
     strategy = compiled.strategy
     graph = graphviz.Digraph(name=_clip(strategy.name))

@@ -21,6 +21,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
+from dask.callbacks import Callback
+from dask.local import get_sync
+from dask.threaded import get as threaded_get
+
 from candleflow.errors import CandleflowError, ConfigError
 
 LOCAL = ("threads", "sync", "processes")
@@ -50,8 +54,6 @@ def get(dsk: dict[str, Any], keys: list[str], *, scheduler: str = "threads", num
 
 
 def _get_local(dsk, keys, *, scheduler: str, num_workers: int | None, on_result: OnResult | None) -> list[Any]:
-    from dask.callbacks import Callback
-
     callbacks = ()
     if on_result is not None:
         hook = Callback(posttask=lambda key, value, _dsk, _state, _worker: on_result(key, value))
@@ -59,21 +61,17 @@ def _get_local(dsk, keys, *, scheduler: str, num_workers: int | None, on_result:
         # the globally active callbacks (``with Callback():``), so keep those too
         callbacks = (*Callback.active, hook._callback)
     if scheduler == "sync":
-        from dask.local import get_sync
-
         return get_sync(dsk, keys, callbacks=callbacks)
     if scheduler == "threads":
-        from dask.threaded import get as threaded_get
-
         return threaded_get(dsk, keys, num_workers=num_workers, callbacks=callbacks)
-    from dask.multiprocessing import get as processes_get
+    from dask.multiprocessing import get as processes_get  # imports multiprocessing's pools: only for processes
 
     return processes_get(dsk, keys, num_workers=num_workers, callbacks=callbacks)
 
 
 def get_distributed(client, dsk: dict[str, Any], keys: list[str], *, on_result: OnResult | None = None) -> list[Any]:
     """Compute ``keys`` on a ``distributed.Client``; results arrive in completion order, errors as raised."""
-    from distributed import as_completed
+    from distributed import as_completed  # distributed takes ~0.5 s to import: only for a cluster
 
     futures = client.get(dsk, keys, sync=False)
     values: dict[str, Any] = {}
@@ -92,7 +90,7 @@ def get_distributed(client, dsk: dict[str, Any], keys: list[str], *, on_result: 
 @contextlib.contextmanager
 def connect(address: str) -> Iterator[Any]:
     """A client of the running scheduler at ``address`` that has at least one worker."""
-    from candleflow.dag.cluster import connect as connect_cluster
+    from candleflow.dag.cluster import connect as connect_cluster  # see get_distributed
 
     with connect_cluster(scheduler=address) as client:
         yield client

@@ -23,7 +23,9 @@ from typing import Any, Callable, NamedTuple
 import pandas as pd
 
 from candleflow.errors import CandleflowError
-from candleflow.vocab import NodePlan, ScriptOptions
+from candleflow.nodes.compute import run_node
+from candleflow.nodes.evaluator import evaluate
+from candleflow.vocab import EVALUATOR, NodePlan, ScriptOptions
 
 
 class Output(NamedTuple):
@@ -67,8 +69,6 @@ class NodeContext(NamedTuple):
 
 def node_task(static: Static, candles: pd.DataFrame, *upstream: Output) -> Output:
     """Compute one indicator or signal node; ``static`` holds ``(plan, NodeContext, upstream names)``."""
-    from candleflow.nodes.compute import run_node
-
     plan, context, names = static.values
     started = time.perf_counter()
     ticker = (lambda n: context.progress(plan.name, n)) if context.progress else None
@@ -83,9 +83,6 @@ def evaluator_task(static: Static, candles: pd.DataFrame, *signals: Output) -> O
 
     With ``metrics_only`` (sweeps) the task returns just the metrics dict, small to ship back.
     """
-    from candleflow.nodes.evaluator import evaluate
-    from candleflow.vocab import EVALUATOR
-
     strategy, names, metrics_only = static.values
     started = time.perf_counter()
     try:

@@ -1,7 +1,10 @@
 """Candle data: loading, validation and bundled samples."""
 
-from candleflow.data.loader import load_candles, validate_candles, write_candles
+from pathlib import Path
+
+from candleflow.data.loader import load_candles, slice_candles, validate_candles, write_candles
 from candleflow.data.sample import SAMPLES, generate_candles, sample_candles
+from candleflow.errors import ConfigError
 
 __all__ = ["SAMPLES", "generate_candles", "load_candles", "sample_candles", "validate_candles", "write_candles"]
 
@@ -11,16 +14,10 @@ def load_source(source, *, workspace, file: str = "<strategy>", max_bytes: int |
 
     ``max_bytes`` bounds the data file (see :func:`~candleflow.data.loader.load_candles`).
     """
-    from pathlib import Path
-
-    from candleflow.errors import ConfigError
-
     if source.sample is not None:
         if source.sample not in SAMPLES:
             raise ConfigError(f"unknown sample '{source.sample}' (samples: {', '.join(SAMPLES)})",
                               file=file, path="data.sample")
-        from candleflow.data.loader import slice_candles
-
         return slice_candles(sample_candles(source.sample), start=source.start, end=source.end, file=source.sample)
     path = Path(source.path)
     if not path.is_absolute():

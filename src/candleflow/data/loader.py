@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pandas.errors import OutOfBoundsDatetime
 
+from candleflow._atomic import atomic_path
 from candleflow.errors import DataError, check_no_nul
 from candleflow.vocab import CANDLE_COLUMNS, PRICE_COLUMNS
 
@@ -76,9 +77,9 @@ def load_candles(path: str | Path, *, format: str | None = None, start: str | No
 def _read_csv(path: Path, *, limit: int, file: str) -> pd.DataFrame:
     """``pd.read_csv`` through a :class:`_CheckedStream` (decompressing .gz, .bz2 and .xz ourselves, so the checks
     see the text); other compressions pandas reads directly, bounded only by the file's size."""
-    import bz2
-    import gzip
-    import lzma
+    import bz2  # compressed inputs only
+    import gzip  # compressed inputs only
+    import lzma  # compressed inputs only
 
     openers = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open, None: open}
     compression = pd.io.common.infer_compression(str(path), "infer")
@@ -282,8 +283,6 @@ def _row(position: int) -> str:
 
 def write_candles(candles: pd.DataFrame, path: str | Path) -> None:
     """Write candles as CSV (ISO-8601 UTC times) or Parquet, atomically."""
-    from candleflow._atomic import atomic_path
-
     path = Path(path)
     out = candles.reset_index()
     with atomic_path(path) as tmp:

@@ -39,7 +39,7 @@ def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
     """Compute ``plan`` on ``candles`` given its upstream nodes' outputs."""
     inputs = {b.name: resolve_input(b, candles, upstream) for b in plan.bindings}
     if plan.script is not None:
-        from candleflow.components.script import run_script_component
+        from candleflow.components.script import run_script_component  # the worker pool: for script nodes only
 
         options = script_options or ScriptOptions()
         timeout = options.timeout if plan.spec.timeout is None else plan.spec.timeout

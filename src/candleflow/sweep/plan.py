@@ -38,8 +38,8 @@ from candleflow.config.models import Strategy
 from candleflow.dag.build import build
 from candleflow.dag.compiler import CompiledStrategy, compile_strategy, find_workspace
 from candleflow.errors import CandleflowError, ConfigError, check_no_nul
-from candleflow.vocab import CANDLES
 from candleflow.sweep.grid import Combination
+from candleflow.vocab import CANDLES
 
 
 @dataclass

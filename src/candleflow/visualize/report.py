@@ -29,18 +29,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jinja2
 import pandas as pd
+import yaml
+from markupsafe import Markup
 
+from candleflow import __version__
 from candleflow._atomic import write_text_atomic
+from candleflow.backtest import BacktestResult
+from candleflow.config import parse_strategy
+from candleflow.dag.compiler import compile_strategy, find_workspace
+from candleflow.dag.draw import render_graph
 from candleflow.errors import CandleflowError
 from candleflow.portfolio.catalog import CATALOG, METRICS, Metric, format_metric, label
+from candleflow.results import read_results
 from candleflow.visualize import charts
-from candleflow.visualize.graph import render_graph
+from candleflow.vocab import NodeStats
 
 if TYPE_CHECKING:
-    from candleflow.backtest import BacktestResult
     from candleflow.dag.compiler import CompiledStrategy
-    from candleflow.dag.executor import NodeStats
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_TRADE_ROWS = 1000
@@ -62,8 +69,6 @@ class ReportData:
 
 def write_report(source: "BacktestResult | Path", output: Path) -> Path:
     """Write the HTML report of ``source`` (a result, or a results folder) to ``output``, atomically."""
-    from candleflow.backtest import BacktestResult
-
     data = report_from_result(source) if isinstance(source, BacktestResult) else report_from_folder(Path(source))
     output = Path(output)
     write_text_atomic(output, render_report(data))
@@ -72,8 +77,6 @@ def write_report(source: "BacktestResult | Path", output: Path) -> Path:
 
 def report_from_result(result: "BacktestResult") -> ReportData:
     """The report's data from an in-memory run; the graph is drawn with the run's node stats."""
-    import yaml
-
     strategy, candles = result.strategy, result.candles
     columns = {}
     for name, value in result.indicators().items():
@@ -93,8 +96,6 @@ def report_from_result(result: "BacktestResult") -> ReportData:
 
 def report_from_folder(folder: Path) -> ReportData:
     """The report's data from a results folder; the graph is its ``graph.svg``, or drawn again."""
-    from candleflow.results import read_results
-
     files = read_results(folder)
     info = dict(files["metrics"]["run"])
     info["start"], info["end"] = pd.Timestamp(info["start"]), pd.Timestamp(info["end"])
@@ -109,10 +110,6 @@ def report_from_folder(folder: Path) -> ReportData:
 
 def render_report(data: ReportData) -> str:
     """The report's HTML text."""
-    import jinja2
-
-    from candleflow import __version__
-
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                      trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     price, equity = charts.price_figure(data.candles, data.indicators, data.trades), charts.equity_figure(data.equity)
@@ -140,10 +137,6 @@ def _draw_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | No
 
 def _redraw_graph(text: str, file: str, nodes: list[dict]) -> tuple[str | None, str | None]:
     """Compile a results folder's strategy again and draw it with the saved node stats."""
-    from candleflow.config import parse_strategy
-    from candleflow.dag.compiler import compile_strategy, find_workspace
-    from candleflow.dag.executor import NodeStats
-
     path = Path(file)
     try:
         compiled = compile_strategy(parse_strategy(text, file=file),
@@ -159,8 +152,6 @@ def _inline_svg(svg: str) -> str:
 
 
 def _markup(html: str):
-    from markupsafe import Markup
-
     return Markup(html)
 
 
