@@ -239,12 +239,14 @@ def test_missing_strategy_file(capsys, workspace):
 
 
 def test_usage_errors_exit_2_without_traceback(capsys, workspace):
-    for args, last_line in [(["frobnicate"], "Error: No such command 'frobnicate'."),
-                            (["run"], "Error: Missing argument 'strategy'.")]:
+    for args, line in [(["frobnicate"], "error: No such command 'frobnicate'. (see 'candleflow --help')"),
+                       (["run"], "error: Missing argument 'strategy'. (see 'candleflow run --help')"),
+                       (["sweep", "s.yaml", "--grid", "g.yaml", "--workers", "0"],
+                        "error: Invalid value for '--workers': Input should be greater than or equal to 1 "
+                        "(see 'candleflow sweep --help')")]:
         code = main(args)
         out, err = capsys.readouterr()
-        assert code == 2 and "Traceback" not in out + err
-        assert err.strip().splitlines()[-1] == last_line
+        assert (code, out, err) == (2, "", line + "\n")
 
 
 def test_debug_adds_the_traceback(capsys, workspace):

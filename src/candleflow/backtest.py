@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from candleflow.config import Strategy, load_strategy
-from candleflow.config.loader import render_template
+from candleflow.config import Strategy
+from candleflow.config.loader import read_strategy
 from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
 from candleflow.dag.cache import NodeCache
 from candleflow.dag.executor import Scheduler, execute
@@ -70,10 +70,9 @@ def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = 
             workspace: str | Path | None = None, component_dirs: Sequence[Path] = ()) -> tuple[CompiledStrategy, str]:
     """Load, validate and compile a strategy file; returns the compiled graph and the rendered text."""
     path = Path(strategy_file)
-    strategy = load_strategy(path, variables=variables)
+    strategy, text = read_strategy(path, variables=variables)
     root = Path(workspace) if workspace else find_workspace(path)
     compiled = compile_strategy(strategy, workspace=root, file=str(path), component_dirs=component_dirs)
-    text = render_template(path.read_text(encoding="utf-8"), variables or {}, file=str(path))
     return compiled, text
 
 

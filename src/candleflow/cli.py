@@ -383,8 +383,10 @@ def main(argv: list[str] | None = None) -> int:
             code = app(args=args, prog_name="candleflow", standalone_mode=False)
     except _EXIT as exc:
         return getattr(exc, "exit_code", 0)
-    except _USAGE_ERRORS as exc:
-        exc.show()
+    except _USAGE_ERRORS as exc:  # one line like every other user error, with where to look
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "candleflow"
+        print(f"error: {' '.join(exc.format_message().split())} (see '{command} --help')", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, *_ABORT):
         return _interrupted(received)

@@ -25,6 +25,11 @@ def load_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = Non
     ``variables`` fill a jinja2 template (``fast: {{ fast }}``); a plain YAML file
     renders to itself.
     """
+    return read_strategy(path, variables=variables)[0]
+
+
+def read_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = None) -> tuple[Strategy, str]:
+    """The strategy at ``path`` and its rendered text (rendered once)."""
     check_no_nul(path, "strategy path")
     path = Path(path)
     try:
@@ -34,7 +39,7 @@ def load_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = Non
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read strategy file: {exc}", file=str(path)) from None
     rendered = render_template(text, variables or {}, file=str(path))
-    return parse_strategy(rendered, file=str(path))
+    return parse_strategy(rendered, file=str(path)), rendered
 
 
 def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> str:
