@@ -23,9 +23,12 @@ def check_output(path: str | Path) -> Path:
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` without its index; a crash leaves the old file or none, never half of one."""
     path = check_output(path)
-    if path.suffix.lower() == ".csv":
-        write_text_atomic(path, frame.to_csv(index=False))
-    else:
-        with atomic_path(path) as tmp:
-            frame.to_parquet(tmp, index=False)
+    try:
+        if path.suffix.lower() == ".csv":
+            write_text_atomic(path, frame.to_csv(index=False))
+        else:
+            with atomic_path(path) as tmp:
+                frame.to_parquet(tmp, index=False)
+    except OSError as exc:  # a missing or read-only folder, a full disk: the sweep's rows are lost
+        raise ConfigError(f"cannot write the results: {exc.strerror or exc}", file=str(path)) from None
     return path
