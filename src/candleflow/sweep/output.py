@@ -29,6 +29,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
         else:
             with atomic_path(path) as tmp:
                 frame.to_parquet(tmp, index=False)
-    except OSError as exc:  # a missing or read-only folder, a full disk: the sweep's rows are lost
-        raise ConfigError(f"cannot write the results: {exc.strerror or exc}", file=str(path)) from None
+    except OSError as exc:  # a read-only folder, a file in the way, a full disk: one line, not a traceback
+        culprit = f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else ""
+        raise ConfigError(f"cannot write the results: {exc.strerror or exc}{culprit}", file=str(path)) from None
     return path

@@ -203,7 +203,7 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
         exc.outcomes = outcomes
         raise
     except (OSError, TimeoutError, asyncio.TimeoutError, ClosedClientError) as exc:  # a comm to the scheduler
-        closed = isinstance(exc, (CommClosedError, ClosedClientError))
+        closed = isinstance(exc, (CommClosedError, ClosedClientError)) or client.status != "running"
         raise SchedulerLost(address, "connection closed" if closed else error_text(exc), outcomes) from None
     finally:
         if pending and client.status == "running":
