@@ -57,18 +57,18 @@ def connect(*, scheduler: str | None = None, workers: int | None = None) -> Iter
         parse_host_port(parse_address(scheduler)[1])
     except ValueError as exc:
         raise ConfigError(f"--scheduler expects tcp://HOST:PORT, got '{scheduler}' ({exc})") from None
-    try:
-        with quiet_logs():
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
-        raise CandleflowError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
-    with quiet_logs(), client:
+    with quiet_logs():
         try:
-            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
-        except TimeoutError:
-            raise CandleflowError(f"the Dask scheduler at {scheduler} has no workers "
-                                  f"(waited {WORKERS_TIMEOUT:.0f} s)") from None
-        yield client
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise CandleflowError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+        with client:
+            try:
+                client.wait_for_workers(1, timeout=WORKERS_TIMEOUT)
+            except TimeoutError:
+                raise CandleflowError(f"the Dask scheduler at {scheduler} has no workers "
+                                      f"(waited {WORKERS_TIMEOUT:.0f} s)") from None
+            yield client
 
 
 @contextlib.contextmanager

@@ -124,6 +124,7 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     Runs on ``client`` if given, else on the scheduler at ``scheduler``, else on an
     embedded local cluster of ``workers`` processes.  ``rank_by`` overrides the
     grid's ``rank.by``; ``on_progress(done, total)`` is called as combinations finish.
+    A scheduler lost mid-sweep raises :class:`SchedulerLost`, whose ``result`` has every row.
     """
     from candleflow.sweep.cluster import connect
 
