@@ -1,9 +1,9 @@
 """Sweeps under faults, on real processes: a worker or the scheduler SIGKILLed mid-sweep or right after it.
 
 * A killed worker costs nothing: every combination comes back exactly once with the metrics of the
-  run without the fault.  The kill lands when ``left`` metrics tasks are still to compute (from half the
-  sweep to its last tasks, when the old code lost the finished results the worker held); two kills run
-  by default, twenty with ``-m slow``.
+  run without the fault.  The kill lands when ``left`` metrics tasks are still to compute: by default at
+  half the sweep and at its last 3 tasks (when the old code lost the finished results the worker held),
+  with ``-m slow`` at 20 points from the first task to the last two.
 * A killed scheduler ends the CLI with one line and exit 2, ``--out`` holding every row: those gathered
   before the kill, the others marked ``not computed: scheduler lost``.  Killed after the last row was
   gathered, it changes nothing: exit 0, nothing on stderr, the same file as without the fault.
@@ -60,9 +60,9 @@ SPEC = SweepSpec.model_validate({"parameters": {"fast": [5, 8, 11, 14], "slow": 
                                  "rank": {"by": "total_return"}})
 TOTAL = len(combinations(SPEC))  # 48, one metrics task each
 
-# Metrics tasks still to compute when the worker dies: half the sweep, and its very end.
+# Metrics tasks still to compute when the worker dies: half the sweep and its very end; 47 down to 2 (-m slow).
 LEFT = [TOTAL // 2, 3]
-LEFT_SLOW = [max(1, round(TOTAL * (1 - (i + 0.5) / 20))) for i in range(20)]
+LEFT_SLOW = [max(2, round(TOTAL * (1 - (i + 0.5) / 20))) for i in range(20)]  # 2: the last two finish together
 
 # The real CLI, plus a SIGKILL of the scheduler: at the first progress report with DONE_AT combinations done
 # (KILL=mid), or once the sweep's last result is gathered, before the client closes (KILL=after).

@@ -182,7 +182,8 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
     rank_checked = False
     address = str(getattr(client.scheduler, "address", None) or "(unknown address)")
     try:
-        _check_connected(client, address)
+        if client.status != "running":  # lost before the graph is sent: its futures would wait forever
+            raise SchedulerLost(address, "connection closed")
         pending.update(zip(plan.metric_keys, client.get(plan.graph, plan.metric_keys, sync=False)))
         for batch in _completed(as_completed(list(pending.values()), loop=client.loop)):
             for key, outcome in _outcomes(client, batch).items():
@@ -232,11 +233,6 @@ def _completed(done: as_completed, every: float = GATHER_EVERY) -> Iterator[list
             time.sleep(min(0.05, every))
     if ready:
         yield ready
-
-
-def _check_connected(client: Client, address: str) -> None:
-    if client.status != "running":
-        raise SchedulerLost(address, f"the client is {client.status}")
 
 
 def _outcomes(client: Client, batch: list[Future]) -> dict[str, Outcome]:
