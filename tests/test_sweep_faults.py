@@ -153,8 +153,9 @@ def run_cli(script: str | None, workspace: Path, *args: str, grid: str = "grid.y
             **env: str) -> subprocess.CompletedProcess:
     """``candleflow sweep faults.yaml --grid GRID ARGS`` in a subprocess, run by ``script`` (default: the CLI)."""
     python = [sys.executable, "-c", script] if script else [sys.executable, "-m", "candleflow.cli"]
-    return subprocess.run([*python, "sweep", str(workspace / "faults.yaml"), "--grid", str(workspace / grid), *args],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "CANDLEFLOW_DEBUG": "", **env})
+    command = [*python, "sweep", str(workspace / "faults.yaml"), "--grid", str(workspace / grid), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CANDLEFLOW_DEBUG": "", **env})
 
 
 def kill_params():
