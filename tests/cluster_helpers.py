@@ -4,18 +4,25 @@ Every port, the HTTP (health) servers' included, is a free one on 127.0.0.1.
 
 Each process gets its own session (process group), so :meth:`Cluster.stop` kills
 each one with whatever it started, and never anything else.
+
+:func:`kill_when_left` is the fault injector: a thread with its own client polls
+the scheduler and, once only ``left`` of a sweep's tasks are still to compute,
+SIGKILLs a worker (the one holding the most results) or the scheduler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Literal
 
 START_TIMEOUT = 60.0
 
@@ -38,6 +45,10 @@ class Cluster:
                 pass
             _signal_group(process, signal.SIGKILL)  # also whatever the process started in its group
             process.wait()
+
+    @property
+    def scheduler_pid(self) -> int:
+        return self.processes[0].pid
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
@@ -97,3 +108,66 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         os.killpg(process.pid, sig)  # start_new_session: the group id is the leader's pid
     except ProcessLookupError:
         pass
+
+
+@dataclass
+class Kill:
+    """What :func:`kill_when_left` did: how many tasks were left when it killed, and which pid."""
+
+    left: int | None = None
+    pid: int | None = None
+    error: BaseException | None = None
+
+
+@contextlib.contextmanager
+def kill_when_left(cluster: Cluster, *, total: int, left: int, target: Literal["worker", "scheduler"],
+                   prefix: str = "metrics-") -> Iterator[Kill]:
+    """SIGKILL ``target`` once ``1 <= n <= left`` of the ``total`` tasks named ``prefix...`` are not computed.
+
+    A task counts as computed once it is in memory or, after being seen, forgotten (its
+    result gathered and released).  Polls every 20 ms; the caller checks ``Kill.left``.
+    """
+    kill = Kill()
+    stop = threading.Event()
+    thread = threading.Thread(target=_watch, args=(cluster, total, left, target, prefix, kill, stop), daemon=True)
+    thread.start()
+    try:
+        yield kill
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    if kill.error is not None:
+        raise kill.error
+
+
+def _watch(cluster: Cluster, total: int, left: int, target: str, prefix: str, kill: Kill,
+           stop: threading.Event) -> None:
+    from distributed import Client
+
+    def states(prefix, dask_scheduler=None):  # runs on the scheduler (a local function travels by value)
+        return {k: ts.state for k, ts in dask_scheduler.tasks.items() if str(k).startswith(prefix)}
+
+    def fullest(dask_scheduler=None):
+        return max(dask_scheduler.workers.values(), key=lambda ws: (len(ws.has_what), len(ws.processing))).address
+
+    seen: set[str] = set()
+    computed: set[str] = set()
+    try:
+        with Client(cluster.address, timeout=START_TIMEOUT, set_as_default=False) as client:
+            while not stop.is_set():
+                now = client.run_on_scheduler(states, prefix)
+                seen |= now.keys()
+                computed |= {k for k, state in now.items() if state == "memory"} | (seen - now.keys())
+                to_go = total - len(computed)
+                if len(seen) == total and 1 <= to_go <= left:
+                    if target == "scheduler":
+                        kill.pid = cluster.scheduler_pid
+                    else:
+                        worker = client.run_on_scheduler(fullest)
+                        kill.pid = client.run(os.getpid, workers=[worker])[worker]
+                    os.kill(kill.pid, signal.SIGKILL)
+                    kill.left = to_go
+                    return
+                stop.wait(0.02)
+    except BaseException as exc:  # reported by kill_when_left in the test's thread
+        kill.error = exc

@@ -19,3 +19,13 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def candles_500():
     return generate_candles(500, seed=7)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests run only when ``-m`` names them (``-m slow``); otherwise they show as skipped."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)

@@ -164,7 +164,6 @@ def same_set(got: dict[str, bytes] | None, want: dict[str, bytes]) -> bool:
     return outcome == [{k: n[k] for k in ("name", "status", "cache")} for n in json.loads(want["nodes.json"])]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (see scripts/setup-test-env.sh)")
 def test_sigkill_at_every_rename_of_a_real_run(workspace, tmp_path_factory):
     args = RUN + ["--graph", "out/graph.dot"]  # a file rendered into the staged folder: one more rename

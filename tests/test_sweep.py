@@ -1,5 +1,5 @@
-"""Sweeps on Dask: a LocalCluster and a real scheduler + workers agree with sequential runs, survive a killed
-worker, ship workspace components by value, and turn failing combinations into error rows.
+"""Sweeps on Dask: a LocalCluster and a real scheduler + workers agree with sequential runs, ship workspace
+components by value, and turn failing combinations into error rows (faults: test_sweep_faults.py).
 
 One LocalCluster (2 workers) and one CLI-started cluster (scheduler + 2 workers on 127.0.0.1) serve the
 whole module; the cluster fixture kills its process groups whatever happens.
@@ -8,8 +8,6 @@ whole module; the cluster fixture kills its process groups whatever happens.
 from __future__ import annotations
 
 import math
-import os
-import signal
 
 import pandas as pd
 import pytest
@@ -17,8 +15,8 @@ import pytest
 from candleflow.backtest import run_backtest
 from candleflow.cli import main
 from candleflow.data import generate_candles, write_candles
-from candleflow.sweep import SweepSpec, combinations, run_sweep
 from candleflow.dag.cluster import connect
+from candleflow.sweep import SweepSpec, run_sweep
 from cluster_helpers import start_cluster
 
 GRID = """\
@@ -164,26 +162,3 @@ def test_fail_fast_exits_2_with_one_line(real_cluster, workspace, repo, tmp_path
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: combination fast=0, slow=50 failed (--fail-fast): ")
     assert "indicators[0].params.period" in err[0]
-
-
-@pytest.mark.cluster
-def test_a_worker_killed_mid_sweep_loses_no_combination(real_cluster, local_client, workspace):
-    from distributed import Client
-
-    spec = grid(fast=[5, 8], slow=[20, 24, 28, 32, 36, 40, 44, 48], delay=[0.4])
-    expected = run_sweep(workspace / "sweep.yaml", spec, client=local_client).frame
-    killed = []
-    with Client(real_cluster.address, set_as_default=False) as client:
-        def kill_a_busy_worker(done: int, total: int) -> None:
-            if done and not killed:
-                busy = [w for w, keys in client.processing().items() if keys] or list(client.processing())
-                pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
-                os.kill(pid, signal.SIGKILL)  # no nanny: the survivor must finish the sweep
-                killed.append((done, total))
-
-        result = run_sweep(workspace / "sweep.yaml", spec, client=client, on_progress=kill_a_busy_worker)
-    assert killed and killed[0][0] < killed[0][1], "the kill must land mid-sweep"
-    frame = result.frame
-    assert len(frame) == len(combinations(spec)) == 16
-    assert not frame.duplicated(["fast", "slow"]).any()
-    pd.testing.assert_frame_equal(frame, expected)

@@ -267,13 +267,21 @@ def sweep(
     from candleflow.sweep import run_sweep
     from candleflow.sweep.display import print_top, progress_bar
     from candleflow.sweep.output import check_output
+    from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost
 
     if out is not None:
         check_output(out)
-    with progress_bar() as on_progress:
-        result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
-                           rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress,
-                           max_combinations=max_combinations, max_data_bytes=_max_data_bytes(max_data_size))
+    try:
+        with progress_bar() as on_progress:
+            result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
+                               rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress,
+                               max_combinations=max_combinations, max_data_bytes=_max_data_bytes(max_data_size))
+    except SchedulerLost as exc:  # keep what was computed: every row, the missing ones marked
+        if out is None or exc.result is None:
+            raise
+        with writing(out, "the sweep table"):
+            exc.result.write(out)
+        raise CandleflowError(f"{exc}; {out} has every row, those not computed with error '{NOT_COMPUTED}'") from None
     if out is not None:
         with writing(out, "the sweep table"):
             result.write(out)

@@ -11,6 +11,6 @@ content-keyed Dask graph, see :mod:`candleflow.dag.build`), :mod:`~candleflow.sw
 """
 
 from candleflow.sweep.grid import Combination, SweepSpec, combinations, load_grid
-from candleflow.sweep.run import SweepResult, run_sweep
+from candleflow.sweep.run import SchedulerLost, SweepResult, run_sweep
 
-__all__ = ["Combination", "SweepResult", "SweepSpec", "combinations", "load_grid", "run_sweep"]
+__all__ = ["Combination", "SchedulerLost", "SweepResult", "SweepSpec", "combinations", "load_grid", "run_sweep"]

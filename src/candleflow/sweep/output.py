@@ -25,9 +25,13 @@ def check_output(path: str | Path) -> Path:
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` without its index; a crash leaves the old file or none, never half of one."""
     path = check_output(path)
-    if path.suffix.lower() == ".csv":
-        write_text_atomic(path, frame.to_csv(index=False))
-    else:
-        with atomic_path(path) as tmp:
-            frame.to_parquet(tmp, index=False)
+    try:
+        if path.suffix.lower() == ".csv":
+            write_text_atomic(path, frame.to_csv(index=False))
+        else:
+            with atomic_path(path) as tmp:
+                frame.to_parquet(tmp, index=False)
+    except OSError as exc:  # a read-only folder, a file in the way, a full disk: one line, not a traceback
+        culprit = f" ({exc.filename})" if exc.filename and Path(exc.filename) != path else ""
+        raise ConfigError(f"cannot write the results: {exc.strerror or exc}{culprit}", file=str(path)) from None
     return path

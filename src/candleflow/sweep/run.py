@@ -7,27 +7,42 @@ Algorithm
    fail to compile become error rows here; with ``fail_fast`` the first one
    stops the sweep before any cluster starts.
 2. Submit the one graph for its distinct metrics keys (``Client.get(...,
-   sync=False)``) and walk ``distributed.as_completed``: each finished key
-   advances the progress by the combinations it serves, the first one's metrics
-   are checked for the rank metric, and the results are gathered in one batch
-   at the end.  A failed task fails only the combinations above it (its message
-   goes in their rows); with ``fail_fast`` the first failure cancels the rest
-   and raises.
+   sync=False)``) and walk ``distributed.as_completed``: what finished is
+   gathered in one transfer every :data:`GATHER_EVERY` seconds and its futures
+   dropped, so a result lives on a worker only until the client has it (a
+   worker lost later costs no finished row, and a scheduler lost later keeps
+   it).  Each gathered key advances the progress by the combinations it
+   serves; the first metrics are checked for the rank metric.  A failed task
+   fails only the combinations above it (its message goes in their rows); with
+   ``fail_fast`` the first failure cancels the rest and raises.
 3. One row per combination (symbol, every parameter, every metric, error),
    stably sorted best-first by the rank metric, NaN and errors last.
 
-Fault tolerance is Dask's: every task, the candles included, lives in the graph
-(nothing is scattered), so whatever a dead worker held is recomputed from its
-lineage on the others, and each combination still appears exactly once.
+Faults
+------
+Every task, the candles included, lives in the graph (nothing is scattered), so
+whatever a dead worker held is recomputed from its lineage on the others.  A
+future that finished and was then lost with its worker has status ``lost``
+until the scheduler recomputes it; the gather waits for that, so each
+combination still appears exactly once with the metrics of a run without the
+fault.  (The status of a future is a moment's view: nothing is decided from
+``finished`` alone.)
+
+The scheduler is the one thing a sweep cannot lose: the client's futures are
+cancelled with the reason ``scheduler-connection-lost``, and :class:`SchedulerLost`
+carries the result so far: the rows gathered, the rest marked ``not computed:
+scheduler lost``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
 import pandas as pd
 
@@ -36,9 +51,12 @@ from candleflow.sweep.grid import MAX_COMBINATIONS, Rank, SweepSpec, combination
 from candleflow.sweep.plan import PlannedCombination, SweepPlan, plan_sweep
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, Future, as_completed
 
 Progress = Callable[[int, int], None]
+Outcome = Union[dict[str, Any], str]  # a combination's metrics, or its error message
+NOT_COMPUTED = "not computed: scheduler lost"
+GATHER_EVERY = 0.5  # seconds between gathers of finished metrics
 
 
 @dataclass
@@ -77,6 +95,26 @@ class SweepResult:
         return write_table(self.frame, path)
 
 
+class SchedulerLost(CandleflowError):
+    """The connection to the Dask scheduler broke mid-sweep; nothing more can be computed.
+
+    ``outcomes`` holds what :func:`collect` had gathered; :func:`run_sweep` adds
+    ``result``: every row, those it could not compute with ``error`` = :data:`NOT_COMPUTED`.
+    """
+
+    def __init__(self, address: str, reason: str, outcomes: dict[str, Outcome] | None = None) -> None:
+        super().__init__(f"lost the Dask scheduler at {address} mid-sweep ({reason})")
+        self.outcomes: dict[str, Outcome] = outcomes or {}
+        self.result: SweepResult | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.result is not None:
+            missing = int((self.result.frame["error"] == NOT_COMPUTED).sum())
+            text += f": {missing} of {len(self.result.frame)} combinations not computed"
+        return text
+
+
 def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client: Client | None = None,
               scheduler: str | None = None, workers: int | None = None, workspace: str | Path | None = None,
               rank_by: str | None = None, fail_fast: bool = False, on_progress: Progress | None = None,
@@ -88,6 +126,7 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     grid's ``rank.by``; ``on_progress(done, total)`` is called as combinations finish.
     A grid of more than ``max_combinations`` is refused before it is expanded;
     ``max_data_bytes`` bounds each data file (see :func:`~candleflow.data.loader.load_candles`).
+    A scheduler lost mid-sweep raises :class:`SchedulerLost`, whose ``result`` has every row.
     """
     from candleflow.dag.cluster import connect
 
@@ -101,23 +140,37 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     failed = [c for c in plan.combinations if c.error is not None]
     if fail_fast and failed:
         raise _stopped(failed[0], failed[0].error)
-    outcomes: dict[str, dict[str, Any] | str] = {}
-    if plan.metric_keys and client is not None:
-        outcomes = collect(plan, client, rank=rank, fail_fast=fail_fast, on_progress=on_progress)
-    elif plan.metric_keys:  # no cluster is started when every combination failed to compile
-        with connect(scheduler=scheduler, workers=workers) as own_client:
-            outcomes = collect(plan, own_client, rank=rank, fail_fast=fail_fast, on_progress=on_progress)
-    parameters = list(spec.parameters)
-    frame = ranked(table(plan, outcomes, parameters=parameters), rank)
+    outcomes: dict[str, Outcome] = {}
+    try:
+        if plan.metric_keys and client is not None:
+            outcomes = collect(plan, client, rank=rank, fail_fast=fail_fast, on_progress=on_progress)
+        elif plan.metric_keys:  # no cluster is started when every combination failed to compile
+            with connect(scheduler=scheduler, workers=workers) as own_client:
+                outcomes = collect(plan, own_client, rank=rank, fail_fast=fail_fast, on_progress=on_progress)
+    except SchedulerLost as exc:
+        exc.result = _result(plan, {k: exc.outcomes.get(k, NOT_COMPUTED) for k in plan.metric_keys},
+                             spec.parameters, rank, started)
+        raise
+    return _result(plan, outcomes, spec.parameters, rank, started)
+
+
+def _result(plan: SweepPlan, outcomes: dict[str, Outcome], parameters: dict[str, Any], rank: Rank,
+            started: float) -> SweepResult:
+    frame = ranked(table(plan, outcomes, parameters=list(parameters)), rank)
     metrics = [c for c in frame.columns if c not in ("symbol", "error", *parameters)]
     shared = {kind: (plan.references[kind], plan.tasks[kind]) for kind in plan.references}
-    return SweepResult(frame, rank, parameters, metrics, shared, time.perf_counter() - started)
+    return SweepResult(frame, rank, list(parameters), metrics, shared, time.perf_counter() - started)
 
 
 def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = False,
-            on_progress: Progress | None = None) -> dict[str, dict[str, Any] | str]:
-    """Compute the plan's metrics keys on ``client``: metrics dict or error message per key."""
+            on_progress: Progress | None = None) -> dict[str, Outcome]:
+    """Compute the plan's metrics keys on ``client``: metrics dict or error message per key.
+
+    Raises :class:`SchedulerLost` (``outcomes``: what was gathered) if the scheduler goes away.
+    """
     from distributed import as_completed
+    from distributed.client import ClosedClientError
+    from distributed.comm.core import CommClosedError
 
     users: dict[str, list[PlannedCombination]] = {}
     for entry in plan.combinations:
@@ -127,32 +180,100 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
     done = total - sum(len(v) for v in users.values())
     if on_progress:
         on_progress(done, total)
-    futures = client.get(plan.graph, plan.metric_keys, sync=False)
-    outcomes: dict[str, dict[str, Any] | str] = {}
+    outcomes: dict[str, Outcome] = {}
+    pending: dict[str, Future] = {}
     rank_checked = False
+    address = str(getattr(client.scheduler, "address", None) or "(unknown address)")
     try:
-        for future in as_completed(futures, loop=client.loop):
-            if future.status != "finished":  # a component's error, a dead worker, ...: this key's rows only
-                outcomes[future.key] = error_text(future.exception() if future.status == "error"
-                                                  else CancelledError(future.status))
-                if fail_fast:
-                    raise _stopped(users[future.key][0], outcomes[future.key])
-            elif not rank_checked:  # the first result says which metrics exist
-                metrics = future.result().value  # an Output(metrics, seconds), see dag.tasks
-                if rank.by not in metrics:
-                    raise ConfigError(f"cannot rank by '{rank.by}': not a metric (metrics: {', '.join(metrics)})")
-                rank_checked = True
-            done += len(users[future.key])
+        if client.status != "running":  # lost before the graph is sent: its futures would wait forever
+            raise SchedulerLost(address, "connection closed")
+        pending.update(zip(plan.metric_keys, client.get(plan.graph, plan.metric_keys, sync=False)))
+        for batch in _completed(as_completed(list(pending.values()), loop=client.loop)):
+            for key, outcome in _outcomes(client, batch).items():
+                del pending[key]  # the client holds the result now: the worker may drop it
+                outcomes[key] = outcome
+                if isinstance(outcome, str) and fail_fast:
+                    raise _stopped(users[key][0], outcome)
+                if isinstance(outcome, dict) and not rank_checked:  # the first result says which metrics exist
+                    if rank.by not in outcome:
+                        raise ConfigError(f"cannot rank by '{rank.by}': not a metric "
+                                          f"(metrics: {', '.join(outcome)})")
+                    rank_checked = True
+                done += len(users[key])
             if on_progress:
                 on_progress(done, total)
-        finished = [f for f in futures if f.status == "finished"]
-        outcomes.update((f.key, output.value) for f, output in zip(finished, client.gather(finished)))  # one transfer
+            if any(f.key in pending for f in batch):  # cancelled with the connection: nothing more will come
+                raise SchedulerLost(address, "connection closed")
+    except SchedulerLost as exc:
+        exc.outcomes = outcomes
+        raise
+    except (OSError, TimeoutError, asyncio.TimeoutError, ClosedClientError) as exc:  # a comm to the scheduler
+        closed = isinstance(exc, (CommClosedError, ClosedClientError)) or client.status != "running"
+        raise SchedulerLost(address, "connection closed" if closed else error_text(exc), outcomes) from None
     finally:
-        client.cancel([f for f in futures if not f.done()])
+        if pending and client.status == "running":
+            with contextlib.suppress(OSError, TimeoutError, asyncio.TimeoutError):
+                client.cancel(list(pending.values()))
     return outcomes
 
 
-def table(plan: SweepPlan, outcomes: dict[str, dict[str, Any] | str], *, parameters: list[str]) -> pd.DataFrame:
+def _completed(done: as_completed, every: float = GATHER_EVERY) -> Iterator[list[Future]]:
+    """The futures as they complete, in lists of whatever completed meanwhile, one list per ``every`` seconds.
+
+    The pause spares a gather per finished task (each is a round trip through the scheduler).
+    """
+    ready: list[Future] = []
+    due = time.monotonic() + every
+    while True:
+        try:
+            ready += done.next_batch(block=not ready)  # wait for a future only when none is ready
+        except StopIteration:  # all returned
+            break
+        if ready and (done.is_empty() or time.monotonic() >= due):
+            yield ready
+            ready, due = [], time.monotonic() + every
+        elif ready:
+            time.sleep(min(0.05, every))
+    if ready:
+        yield ready
+
+
+def _outcomes(client: Client, batch: list[Future]) -> dict[str, Outcome]:
+    """The metrics (one gather) or error text of each future of a batch that ``as_completed`` yielded.
+
+    A future may be ``lost`` (its worker died after it finished) or ``pending``
+    again by now: the gather waits until the scheduler has recomputed it.  A
+    future cancelled because the connection to the scheduler broke gets no outcome.
+    """
+    wanted = {f.key: f for f in batch if f.status not in ("error", "cancelled")}
+    if wanted and client.status == "running":
+        values = client.gather(wanted, errors="skip")
+    else:
+        values = {}
+    outcomes: dict[str, Outcome] = {}
+    for future in batch:
+        value = values.get(future.key)
+        if value is not None:
+            outcomes[future.key] = value.value  # an Output(metrics, seconds) of dag.tasks.evaluator_task
+        elif future.status == "error":
+            outcomes[future.key] = error_text(future.exception())
+        elif future.status == "cancelled" and client.status == "running":
+            reason = _cancel_reason(future)
+            if reason != "scheduler-connection-lost":
+                outcomes[future.key] = f"cancelled on the cluster ({reason})"
+    return outcomes
+
+
+def _cancel_reason(future: Future) -> str:
+    """Why the scheduler or the client cancelled ``future`` (distributed's reason code)."""
+    try:
+        future.result()
+    except CancelledError as exc:
+        return str(getattr(exc, "reason", None) or exc)
+    return "not cancelled"
+
+
+def table(plan: SweepPlan, outcomes: dict[str, Outcome], *, parameters: list[str]) -> pd.DataFrame:
     """One row per combination, in plan order: symbol, parameters, metrics, error."""
     metric_names = next((list(o) for o in outcomes.values() if isinstance(o, dict)), [])
     rows = []
