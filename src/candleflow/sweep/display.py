@@ -20,8 +20,8 @@ def progress_bar() -> Iterator[Callable[[int, int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console  # rich: only when something is printed
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # rich: see above
 
     with Progress(TextColumn("combinations"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
@@ -31,8 +31,8 @@ def progress_bar() -> Iterator[Callable[[int, int], None] | None]:
 
 def print_top(result: SweepResult, *, top: int, out: Path | None = None) -> None:
     """The best ``top`` rows (rank metric first, then the catalog's sweep columns) and a one-line account."""
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # rich: only when something is printed
+    from rich.table import Table  # rich: only when something is printed
 
     rank = result.rank
     shown = [metric.key for metric in METRICS if metric.sweep]

@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from candleflow.config.loader import load_yaml, validation_error
 from candleflow.config.models import NAME_PATTERN, DataSource
 from candleflow.errors import ConfigError, check_no_nul
 from candleflow.portfolio.catalog import better
@@ -200,8 +201,6 @@ def combinations(spec: SweepSpec, *, limit: int = MAX_COMBINATIONS, file: str | 
 
 def load_grid(path: str | Path) -> SweepSpec:
     """Read and validate a sweep spec file."""
-    from candleflow.config.loader import load_yaml, validation_error
-
     check_no_nul(path, "grid path")
     file = str(path)
     try:

@@ -8,14 +8,13 @@ import pandas as pd
 
 from candleflow._atomic import atomic_path, write_text_atomic
 from candleflow.errors import ConfigError
+from candleflow.output_paths import check_file
 
 SUFFIXES = (".csv", ".parquet")
 
 
 def check_output(path: str | Path) -> Path:
     """``path`` if its suffix names a format we write and a file can be written there; checked before a sweep."""
-    from candleflow.output_paths import check_file
-
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"--out must end in .csv or .parquet, not '{path.suffix or path.name}'", file=str(path))

@@ -30,13 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 from dask.base import tokenize
 
 from candleflow.components.registry import Registry
+from candleflow.config.loader import parse_strategy, render_template
 from candleflow.config.models import Strategy
+from candleflow.config.sandbox import bounded_environment
 from candleflow.dag.build import build
 from candleflow.dag.compiler import CompiledStrategy, compile_strategy, find_workspace
+from candleflow.data import load_source
 from candleflow.errors import CandleflowError, ConfigError, check_no_nul
 from candleflow.sweep.grid import Combination
 from candleflow.vocab import CANDLES
@@ -103,10 +107,6 @@ class _Renderer:
     """
 
     def __init__(self, text: str, *, file: str) -> None:
-        import jinja2
-
-        from candleflow.config.sandbox import bounded_environment
-
         self.text = text
         self.file = file
         try:
@@ -115,8 +115,6 @@ class _Renderer:
             self.template = None  # the loader reports it, with its line, for every combination
 
     def strategy(self, variables: dict[str, Any]) -> Strategy:
-        from candleflow.config.loader import parse_strategy, render_template
-
         try:
             rendered = self.template.render(**variables) if self.template is not None else None
         except Exception:
@@ -141,8 +139,6 @@ def _compile(renderer: _Renderer, combination: Combination, *, workspace: Path,
 def _candles_key(compiled: CompiledStrategy, plan: SweepPlan, seen: dict[str, str | CandleflowError], *,
                  max_bytes: int | None = None) -> str:
     """Load the combination's data source once per sweep; add it to the graph; return its key."""
-    from candleflow.data import load_source
-
     source = compiled.strategy.data.model_dump_json()
     if source not in seen:
         try:

@@ -46,8 +46,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
 import pandas as pd
 
+from candleflow.dag.cluster import connect
 from candleflow.errors import CandleflowError, ConfigError
 from candleflow.sweep.grid import MAX_COMBINATIONS, Rank, SweepSpec, combinations, load_grid
+from candleflow.sweep.output import write_table
 from candleflow.sweep.plan import PlannedCombination, SweepPlan, plan_sweep
 
 if TYPE_CHECKING:
@@ -90,8 +92,6 @@ class SweepResult:
 
     def write(self, path: str | Path) -> Path:
         """Write the table atomically as CSV or Parquet (by the file's suffix)."""
-        from candleflow.sweep.output import write_table
-
         return write_table(self.frame, path)
 
 
@@ -128,8 +128,6 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     ``max_data_bytes`` bounds each data file (see :func:`~candleflow.data.loader.load_candles`).
     A scheduler lost mid-sweep raises :class:`SchedulerLost`, whose ``result`` has every row.
     """
-    from candleflow.dag.cluster import connect
-
     if client is not None and (scheduler is not None or workers is not None):
         raise ValueError("give either client or scheduler/workers, not both")
     started = time.perf_counter()
@@ -168,9 +166,9 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
 
     Raises :class:`SchedulerLost` (``outcomes``: what was gathered) if the scheduler goes away.
     """
-    from distributed import as_completed
-    from distributed.client import ClosedClientError
-    from distributed.comm.core import CommClosedError
+    from distributed import as_completed  # distributed takes ~0.5 s to import: only once a sweep runs
+    from distributed.client import ClosedClientError  # see above
+    from distributed.comm.core import CommClosedError  # see above
 
     users: dict[str, list[PlannedCombination]] = {}
     for entry in plan.combinations:
