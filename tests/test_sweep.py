@@ -162,3 +162,39 @@ def test_fail_fast_exits_2_with_one_line(real_cluster, workspace, repo, tmp_path
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error: combination fast=0, slow=50 failed (--fail-fast): ")
     assert "indicators[0].params.period" in err[0]
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync", "processes"])
+def test_local_schedulers_equal_the_cluster(local_client, workspace, scheduler):
+    """``--scheduler threads|sync|processes`` runs the same merged graph in this process's pools: same rows,
+    and a failing combination is still only its own error row (tolerant tasks return the failure)."""
+    spec = grid(fast=[0, 5, 13, 8], slow=[20, 30])
+    on_cluster = run_sweep(workspace / "sweep.yaml", spec, client=local_client).frame
+    local = run_sweep(workspace / "sweep.yaml", spec, scheduler=scheduler, workers=None if scheduler == "sync" else 2)
+    pd.testing.assert_frame_equal(local.frame, on_cluster)
+    assert local.failed == 4 and local.frame["error"].str.contains("13 is unlucky").sum() == 2
+
+
+def test_local_fail_fast_stops_at_the_first_failure(workspace, capsys):
+    code = main(["sweep", str(workspace / "sweep.yaml"), "--grid", str(_grid_file(workspace, "fast: [5, 13]")),
+                 "--scheduler", "sync", "--fail-fast"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: combination fast=13, slow=20 failed (--fail-fast): ")
+    assert err.endswith("component 'fast': ValueError: 13 is unlucky\n") and err.count("\n") == 1
+
+
+def _grid_file(workspace, fast: str):
+    path = workspace / f"grid-{abs(hash(fast))}.yaml"
+    path.write_text(f"parameters: {{{fast}, slow: [20]}}\n")
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scheduler", "gpu"], "--scheduler must be threads, sync, processes or tcp://HOST:PORT, not 'gpu'"),
+    (["--scheduler", "sync", "--workers", "2"],
+     "--workers sizes a threads or processes scheduler or the embedded cluster, not 'sync'"),
+])
+def test_bad_sweep_scheduler_options(workspace, capsys, args, message):
+    assert main(["sweep", str(workspace / "sweep.yaml"), "--grid", str(_grid_file(workspace, "fast: [5]")),
+                 *args]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"

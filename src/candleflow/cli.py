@@ -250,9 +250,11 @@ def sweep(
     strategy: Path = typer.Argument(..., help="Strategy YAML file, usually a jinja2 template."),
     grid: Path = typer.Option(..., "--grid", help="Sweep spec: parameter grids, symbols, ranking."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler",
-                                            help="Running Dask scheduler, tcp://HOST:PORT (default: a local cluster)."),
+                                            help="Where the sweep runs: threads, sync, processes or tcp://HOST:PORT "
+                                                 "(default: an embedded local cluster of processes)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1,
-                                          help="Worker processes of the local cluster (default: one per CPU)."),
+                                          help="Threads or processes of a local scheduler, or processes of the "
+                                               "embedded cluster (default: one per CPU)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write every combination's row (.csv or .parquet)."),
     top: int = typer.Option(10, "--top", min=0, help="Rows of the ranked table to print."),
     rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Metric to rank by (default: the grid's rank.by)."),
@@ -263,12 +265,18 @@ def sweep(
     max_data_size: MaxDataSizeOption = None,
 ) -> None:
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
+    from candleflow.dag.get import check_scheduler
     from candleflow.output_paths import writing
     from candleflow.sweep import run_sweep
     from candleflow.sweep.display import print_top, progress_bar
     from candleflow.sweep.output import check_output
     from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost
 
+    if scheduler is not None:
+        check_scheduler(scheduler)
+        if workers is not None and scheduler not in ("threads", "processes"):
+            raise ConfigError(f"--workers sizes a threads or processes scheduler or the embedded cluster, "
+                              f"not '{scheduler}'")
     if out is not None:
         check_output(out)
     try:

@@ -92,12 +92,13 @@ class Build:
 
 def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, pd.DataFrame] | None = None,
           metrics_only: bool = False, script_options: ScriptOptions | None = None,
-          progress: Callable[[str, int], None] | None = None) -> Build:
+          progress: Callable[[str, int], None] | None = None, tolerant: bool = False) -> Build:
     """The Dask graph of ``compiled`` on the candles at ``candles_key`` (see the module docstring).
 
     ``replay`` maps signal nodes to recorded signal frames that replace them;
     ``metrics_only`` makes the evaluator return only its metrics, under a
-    ``metrics-...`` key; ``progress(node, candles_done)`` is for in-process schedulers only.
+    ``metrics-...`` key; ``progress(node, candles_done)`` is for in-process schedulers only;
+    ``tolerant`` tasks return a :class:`~candleflow.dag.tasks.Failed` value instead of raising.
     """
     graph = compiled.graph
     fixed = {name: f"{name}-replay-{tokenize(frame)}" for name, frame in (replay or {}).items()}
@@ -105,7 +106,7 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
     if metrics_only:
         keys[EVALUATOR] = keys[EVALUATOR].replace(EVALUATOR, METRICS, 1)
     strategy = compiled.strategy
-    context = NodeContext(strategy.symbol, strategy.timeframe, compiled.file, script_options, progress)
+    context = NodeContext(strategy.symbol, strategy.timeframe, compiled.file, script_options, progress, tolerant)
     signals = sorted(p for p in graph.predecessors(EVALUATOR))
     needed = _needed(compiled, set(fixed))
     dsk: dict[str, Any] = {}
@@ -117,7 +118,7 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
         if name in fixed:
             dsk[keys[name]] = Output(replay[name])
         elif name == EVALUATOR:
-            dsk[keys[name]] = (evaluator_task, Static(strategy, signals, metrics_only), candles_key,
+            dsk[keys[name]] = (evaluator_task, Static(strategy, signals, metrics_only, tolerant), candles_key,
                                *(keys[s] for s in signals))
         else:
             upstream = sorted(p for p in graph.predecessors(name) if p != CANDLES)

@@ -11,7 +11,10 @@ import) travel by value whatever serializer the scheduler would pick.  Its data
 
 Each task returns an :class:`Output`: the value and the seconds the task took,
 measured where it ran.  A failing task names its strategy file and YAML entry
-once, here, and marks the exception with the failing node (``exc.node``).
+once, here, and marks the exception with the failing node (``exc.node``).  In a
+*tolerant* graph (a sweep on a local scheduler) a failure is returned instead, as
+a :class:`Failed` value that every task downstream passes on, so one failing
+combination does not stop the others.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ class Output(NamedTuple):
 
     value: Any
     seconds: float = 0.0
+
+
+class Failed(NamedTuple):
+    """A tolerant task's failure, passed downstream in place of a value: the one-line message."""
+
+    message: str
 
 
 class Static:
@@ -65,16 +74,25 @@ class NodeContext(NamedTuple):
     file: str
     script_options: ScriptOptions | None = None
     progress: Callable[[str, int], None] | None = None  # only ever set for in-process schedulers
+    tolerant: bool = False  # return a Failed value instead of raising
 
 
 def node_task(static: Static, candles: pd.DataFrame, *upstream: Output) -> Output:
     """Compute one indicator or signal node; ``static`` holds ``(plan, NodeContext, upstream names)``."""
     plan, context, names = static.values
+    failed = _first_failure(upstream)
+    if failed is not None:
+        return failed
     started = time.perf_counter()
     ticker = (lambda n: context.progress(plan.name, n)) if context.progress else None
-    with _named(plan, context.file):
-        value = run_node(plan, candles, dict(zip(names, (u.value for u in upstream))), symbol=context.symbol,
-                         timeframe=context.timeframe, progress=ticker, script_options=context.script_options)
+    try:
+        with _named(plan, context.file):
+            value = run_node(plan, candles, dict(zip(names, (u.value for u in upstream))), symbol=context.symbol,
+                             timeframe=context.timeframe, progress=ticker, script_options=context.script_options)
+    except Exception as exc:
+        if not context.tolerant:
+            raise
+        return Output(Failed(error_text(exc)), time.perf_counter() - started)
     return Output(value, time.perf_counter() - started)
 
 
@@ -83,11 +101,16 @@ def evaluator_task(static: Static, candles: pd.DataFrame, *signals: Output) -> O
 
     With ``metrics_only`` (sweeps) the task returns just the metrics dict, small to ship back.
     """
-    strategy, names, metrics_only = static.values
+    strategy, names, metrics_only, tolerant = static.values
+    failed = _first_failure(signals)
+    if failed is not None:
+        return failed
     started = time.perf_counter()
     try:
         simulation = evaluate(strategy, candles, dict(zip(names, (s.value for s in signals))))
     except BaseException as exc:
+        if tolerant and isinstance(exc, Exception):
+            return Output(Failed(error_text(exc)), time.perf_counter() - started)
         _mark(exc, EVALUATOR)
         raise
     value = dict(simulation.metrics) if metrics_only else simulation
@@ -110,6 +133,16 @@ class _named:
         if exc is not None:
             _mark(exc, self.plan.name)
         return False
+
+
+def _first_failure(upstream: tuple[Output, ...]) -> Output | None:
+    return next((u for u in upstream if isinstance(u.value, Failed)), None)
+
+
+def error_text(exc: BaseException) -> str:
+    """The one-line message of a failure: a user error as it reads, anything else with its type."""
+    text = str(exc) if isinstance(exc, CandleflowError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 def _mark(exc: BaseException, node: str) -> None:

@@ -70,8 +70,11 @@ class SweepPlan:
 
 
 def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
-               workspace: str | Path | None = None, max_data_bytes: int | None = None) -> SweepPlan:
-    """Compile every combination and build the shared task graph (see the module docstring)."""
+               workspace: str | Path | None = None, max_data_bytes: int | None = None,
+               tolerant: bool = False) -> SweepPlan:
+    """Compile every combination and build the shared task graph (see the module docstring).
+
+    ``tolerant`` tasks return a failure as a value (for local schedulers, whose ``get`` stops at an error)."""
     check_no_nul(strategy_file, "strategy path")
     path = Path(strategy_file)
     file = str(path)
@@ -93,7 +96,7 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
             compiled = _compile(renderer, combination, workspace=root, registries=registries)
             entry.symbol = compiled.strategy.symbol
             candles_key = _candles_key(compiled, plan, candles, max_bytes=max_data_bytes)
-            entry.key = _add_nodes(compiled, candles_key, plan)
+            entry.key = _add_nodes(compiled, candles_key, plan, tolerant)
         except CandleflowError as exc:
             entry.error = " ".join(str(exc).split())
     return plan
@@ -159,9 +162,9 @@ def _candles_key(compiled: CompiledStrategy, plan: SweepPlan, seen: dict[str, st
     return outcome
 
 
-def _add_nodes(compiled: CompiledStrategy, candles_key: str, plan: SweepPlan) -> str:
+def _add_nodes(compiled: CompiledStrategy, candles_key: str, plan: SweepPlan, tolerant: bool) -> str:
     """Merge the combination's build into the sweep's graph; return its metrics task key."""
-    work = build(compiled, candles_key, metrics_only=True)
+    work = build(compiled, candles_key, metrics_only=True, tolerant=tolerant)
     for name in work.nodes:
         kind = work.kinds[name]
         plan.references[kind] += 1

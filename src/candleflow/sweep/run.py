@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 import pandas as pd
 
 from candleflow.dag.cluster import connect
+from candleflow.dag.get import LOCAL, get
+from candleflow.dag.tasks import Failed, Output, error_text
 from candleflow.errors import CandleflowError, ConfigError
 from candleflow.sweep.grid import MAX_COMBINATIONS, Rank, SweepSpec, combinations, load_grid
 from candleflow.sweep.output import write_table
@@ -121,8 +123,10 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
               max_combinations: int = MAX_COMBINATIONS, max_data_bytes: int | None = None) -> SweepResult:
     """Backtest every combination of ``grid`` on Dask and rank the results.
 
-    Runs on ``client`` if given, else on the scheduler at ``scheduler``, else on an
-    embedded local cluster of ``workers`` processes.  ``rank_by`` overrides the
+    Runs on ``client`` if given, else on ``scheduler``: ``threads``, ``sync`` or
+    ``processes`` in this process's own pools (``workers`` of them), or a running
+    scheduler's ``tcp://HOST:PORT``; without either, on an embedded local cluster of
+    ``workers`` processes.  ``rank_by`` overrides the
     grid's ``rank.by``; ``on_progress(done, total)`` is called as combinations finish.
     A grid of more than ``max_combinations`` is refused before it is expanded;
     ``max_data_bytes`` bounds each data file (see :func:`~candleflow.data.loader.load_candles`).
@@ -134,13 +138,17 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     spec = grid if isinstance(grid, SweepSpec) else load_grid(grid)
     rank = spec.rank if rank_by is None else spec.rank.model_copy(update={"by": rank_by})
     listed = combinations(spec, limit=max_combinations, file=None if isinstance(grid, SweepSpec) else str(grid))
-    plan = plan_sweep(strategy_file, listed, workspace=workspace, max_data_bytes=max_data_bytes)
+    local = scheduler in LOCAL and client is None
+    plan = plan_sweep(strategy_file, listed, workspace=workspace, max_data_bytes=max_data_bytes, tolerant=local)
     failed = [c for c in plan.combinations if c.error is not None]
     if fail_fast and failed:
         raise _stopped(failed[0], failed[0].error)
     outcomes: dict[str, Outcome] = {}
     try:
-        if plan.metric_keys and client is not None:
+        if plan.metric_keys and local:
+            outcomes = collect_local(plan, scheduler=scheduler, workers=workers, rank=rank, fail_fast=fail_fast,
+                                     on_progress=on_progress)
+        elif plan.metric_keys and client is not None:
             outcomes = collect(plan, client, rank=rank, fail_fast=fail_fast, on_progress=on_progress)
         elif plan.metric_keys:  # no cluster is started when every combination failed to compile
             with connect(scheduler=scheduler, workers=workers) as own_client:
@@ -160,6 +168,56 @@ def _result(plan: SweepPlan, outcomes: dict[str, Outcome], parameters: dict[str,
     return SweepResult(frame, rank, list(parameters), metrics, shared, time.perf_counter() - started)
 
 
+def collect_local(plan: SweepPlan, *, scheduler: str, workers: int | None, rank: Rank, fail_fast: bool = False,
+                  on_progress: Progress | None = None) -> dict[str, Outcome]:
+    """Compute the plan's metrics keys on a local scheduler (threads, sync, processes) of this process.
+
+    The plan is tolerant: a failing task returns :class:`~candleflow.dag.tasks.Failed`, which
+    becomes its combinations' error text; with ``fail_fast`` the first one stops the sweep.
+    """
+    users = _users(plan)
+    total = len(plan.combinations)
+    done = total - sum(len(v) for v in users.values())
+    outcomes: dict[str, Outcome] = {}
+    rank_checked = False
+
+    def on_result(key: str, output: Output) -> None:
+        nonlocal done, rank_checked
+        if key not in users:  # an indicator or signal task
+            return
+        outcome = output.value.message if isinstance(output.value, Failed) else output.value
+        if isinstance(outcome, str) and fail_fast:
+            raise _stopped(users[key][0], outcome)
+        rank_checked = rank_checked or _check_rank(rank, outcome)
+        outcomes[key] = outcome
+        done += len(users[key])
+        if on_progress:
+            on_progress(done, total)
+
+    if on_progress:
+        on_progress(done, total)
+    get(plan.graph, plan.metric_keys, scheduler=scheduler, num_workers=workers, on_result=on_result)
+    return outcomes
+
+
+def _users(plan: SweepPlan) -> dict[str, list[PlannedCombination]]:
+    """The combinations each metrics key serves."""
+    users: dict[str, list[PlannedCombination]] = {}
+    for entry in plan.combinations:
+        if entry.key is not None:
+            users.setdefault(entry.key, []).append(entry)
+    return users
+
+
+def _check_rank(rank: Rank, outcome: Outcome) -> bool:
+    """True once checked: a metrics dict says which metrics exist, and the rank metric must be one of them."""
+    if not isinstance(outcome, dict):
+        return False
+    if rank.by not in outcome:
+        raise ConfigError(f"cannot rank by '{rank.by}': not a metric (metrics: {', '.join(outcome)})")
+    return True
+
+
 def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = False,
             on_progress: Progress | None = None) -> dict[str, Outcome]:
     """Compute the plan's metrics keys on ``client``: metrics dict or error message per key.
@@ -170,10 +228,7 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
     from distributed.client import ClosedClientError  # see above
     from distributed.comm.core import CommClosedError  # see above
 
-    users: dict[str, list[PlannedCombination]] = {}
-    for entry in plan.combinations:
-        if entry.key is not None:
-            users.setdefault(entry.key, []).append(entry)
+    users = _users(plan)
     total = len(plan.combinations)
     done = total - sum(len(v) for v in users.values())
     if on_progress:
@@ -192,11 +247,7 @@ def collect(plan: SweepPlan, client: Client, *, rank: Rank, fail_fast: bool = Fa
                 outcomes[key] = outcome
                 if isinstance(outcome, str) and fail_fast:
                     raise _stopped(users[key][0], outcome)
-                if isinstance(outcome, dict) and not rank_checked:  # the first result says which metrics exist
-                    if rank.by not in outcome:
-                        raise ConfigError(f"cannot rank by '{rank.by}': not a metric "
-                                          f"(metrics: {', '.join(outcome)})")
-                    rank_checked = True
+                rank_checked = rank_checked or _check_rank(rank, outcome)
                 done += len(users[key])
             if on_progress:
                 on_progress(done, total)
@@ -294,11 +345,6 @@ def ranked(frame: pd.DataFrame, rank: Rank) -> pd.DataFrame:
     return frame.sort_values(rank.by, ascending=rank.order == "min", na_position="last",
                              kind="stable").reset_index(drop=True)
 
-
-def error_text(exc: BaseException) -> str:
-    """The one-line message an error row shows."""
-    text = str(exc) if isinstance(exc, CandleflowError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
 
 
 def _stopped(entry: PlannedCombination, error: str) -> CandleflowError:
