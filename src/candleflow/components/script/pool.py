@@ -30,7 +30,8 @@ what a script's process starts from depends only on that script.
 
 Pool state: a fixed number of *slots* (default: one per usable core), each an
 idle or busy :class:`WorkerHandle` (a process, its pipe, its stderr file and
-the modules it preloaded), guarded by one condition variable, so several
+the modules it preloaded; idle workers of other scripts are kept, up to
+:data:`IDLE_PER_SLOT` workers a slot), guarded by one condition variable, so several
 threads (dask's threaded scheduler running two script nodes at once) can
 share it.  A worker that times out or dies is killed with its process group
 and replaced; ``atexit`` stops them all, and each worker also exits by itself
@@ -88,6 +89,7 @@ from candleflow.errors import ComponentError
 
 CHUNKS_PER_WORKER = 8
 MIN_CHUNK = 50  # candles: each chunk is a fork (a few ms, and the script's first candle in it is slower)
+IDLE_PER_SLOT = 2  # workers kept per slot, counting idle ones that preloaded other scripts' modules
 STARTUP_TIMEOUT = 60.0  # a fresh worker must say hello within this many seconds
 REFILL_INTERVAL = 0.1  # how often a job that wants more workers looks for a free one
 DUMP_WAIT = 0.3  # seconds given to a timed-out worker to write its stack dump
@@ -270,10 +272,12 @@ class ScriptPool:
         ``block=True`` (a job's first worker) waits for one, taking a still
         starting worker, or starting one, when no warm worker is idle.
         ``block=False`` (a job's extra workers) returns a warm worker or None,
-        starting a worker in an empty slot so that one is warm later.  A
-        worker that preloaded modules the script does not import never serves
-        the job: when only such workers are idle and no slot is free, one of
-        them is replaced by a fresh worker.
+        starting a worker so that one is warm later.  Only workers that
+        preloaded nothing the script does not import serve the job; at most
+        ``size`` workers are busy, and idle workers of other scripts are kept
+        up to :data:`IDLE_PER_SLOT` per slot (the oldest unfit one is stopped
+        to make room), so a strategy mixing scripts does not restart workers
+        on every run.
         """
         with self._changed:
             while True:
@@ -290,11 +294,10 @@ class ScriptPool:
                     self._idle.remove(handle)
                     self._busy.add(handle)
                     return handle
-                unfit = [h for h in self._idle if not h.fits(preload)]
-                if len(self._idle) + len(self._busy) >= self.size and unfit:
-                    self._idle.remove(unfit[0])  # make room (an idle worker stops within milliseconds)
-                    unfit[0].stop(graceful=True)
-                if len(self._idle) + len(self._busy) < self.size:
+                if not fitting and len(self._busy) < self.size:
+                    if len(self._idle) + len(self._busy) >= IDLE_PER_SLOT * self.size:
+                        victim = self._idle.pop(0)  # unfit (nothing idle fits); an idle worker stops in ms
+                        victim.stop(graceful=True)
                     handle = WorkerHandle()
                     if block:
                         self._busy.add(handle)
