@@ -176,6 +176,12 @@ def test_a_script_starts_without_modules_another_script_preloaded(candles):
 
 
 @pytest.mark.parametrize("isolation", ["warm", "process"])
+def test_a_script_may_use_multiprocessing(candles, isolation):
+    values = run(SCRIPTS / "uses_multiprocessing.py", candles.iloc[:6], kind="indicator", isolation=isolation)
+    assert values.tolist() == [sum(x * x for x in range(i + 1)) for i in range(6)]
+
+
+@pytest.mark.parametrize("isolation", ["warm", "process"])
 def test_forks_and_started_processes_end_with_their_candle(candles, tmp_path, isolation):
     forked, started = tmp_path / "forked.pids", tmp_path / "started.pids"
     values = run(SCRIPTS / "forks.py", candles, kind="indicator", workers=2, isolation=isolation,

@@ -43,6 +43,19 @@ def install_fault_handlers() -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
+def become_script_process() -> None:
+    """Signal dispositions of a fresh interpreter (the worker's own are for the worker), then the fault handlers.
+
+    SIGTERM and SIGUSR1 back to their defaults, SIGINT to ``KeyboardInterrupt``
+    -- the script and whatever it forks see what ``python script.py`` would --
+    except that SIGUSR1 dumps the stack (Python's table still says default).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    install_fault_handlers()
+
+
 def enter_job(*, path: str, base_path: list[str], env: Mapping[str, str] | None, cwd: str | None,
               static_env: Mapping[str, str], keep_indicator_data: bool, component: str, candle: int) -> None:
     """Set the process state every candle of a job starts from."""

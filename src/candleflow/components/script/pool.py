@@ -119,7 +119,8 @@ class WorkerHandle:
             with open(stderr_path, "ab") as stderr:  # O_APPEND: the worker truncates it per chunk
                 self.process = subprocess.Popen(
                     [sys.executable, *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
-                     "-c", BOOT, json.dumps(sys.path), str(child_conn.fileno()), str(os.getpid())],
+                     "-c", BOOT, json.dumps([os.fspath(entry) for entry in sys.path]), str(child_conn.fileno()),
+                     str(os.getpid())],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                     pass_fds=(child_conn.fileno(),), start_new_session=True)
         except BaseException:
@@ -172,8 +173,8 @@ class WorkerHandle:
         if self.stopped:
             return ""
         try:
-            os.killpg(self.pid, signal.SIGUSR1)  # only its process running a script reacts
-        except (ProcessLookupError, PermissionError):
+            os.kill(self.pid, signal.SIGUSR1)  # passed down to the process running the script
+        except ProcessLookupError:
             return self.stderr_tail()
         deadline = time.monotonic() + DUMP_WAIT
         size = -1

@@ -43,7 +43,7 @@ from typing import Callable, NoReturn
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-ROUNDS = 1000  # bound on kill-and-reap rounds in end_descendants (each normally ends one process)
+ROUNDS = 1000  # bound on kill-and-reap rounds in end_descendants (two or three normally do)
 WATCH_INTERVAL = 0.5  # seconds between checks that our own parent is alive while we wait for a child
 POLL = 0.005  # seconds between waitpid polls where pidfd_open is missing
 
@@ -75,20 +75,19 @@ def end_descendants() -> None:
     me = os.getpid()
     for _ in range(ROUNDS):
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass  # reap every child that has already ended
         except ChildProcessError:
             return  # no child, hence (we are a subreaper) no descendant
-        if pid:
-            continue  # reaped a dead one; look again
         if not SUPPORTED:
-            return  # cannot find them: leave them (the pool has warned)
+            return  # cannot find the others: leave them (the pool has warned)
         for victim in _descendants(me):
             try:
                 os.kill(victim, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         try:
-            os.waitpid(-1, 0)  # one of them dies now (SIGKILL cannot be caught)
+            os.waitpid(-1, 0)  # one of them is dying now (SIGKILL cannot be caught); the others next round
         except ChildProcessError:
             return
 
@@ -135,6 +134,18 @@ def _scan_children(pid: int) -> list[int]:
     return children
 
 
+_child: int | None = None  # the child fork_child is waiting for, if any
+
+
+def forward_to_child(signum: int, frame: object) -> None:
+    """A signal handler: pass the signal on to the child being waited for (SIGUSR1: its stack dump)."""
+    if _child is not None:
+        try:
+            os.kill(_child, signum)
+        except ProcessLookupError:
+            pass
+
+
 def fork_child(body: Callable[[], bytes], *, parent_alive: Callable[[], bool] | None = None) -> tuple[bytes, int]:
     """Run ``body`` in a forked child and wait for it; return (status byte, wait status).
 
@@ -146,12 +157,14 @@ def fork_child(body: Callable[[], bytes], *, parent_alive: Callable[[], bool] | 
     it turns false, the subtree is ended and this process exits.  After the
     wait every leftover descendant is ended.
     """
+    global _child
     parent = os.getpid()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         code = 1
         try:
+            _child = None
             os.close(read_end)
             die_with_parent(parent)
             status = body()
@@ -162,6 +175,7 @@ def fork_child(body: Callable[[], bytes], *, parent_alive: Callable[[], bool] | 
         finally:
             os._exit(code)
     os.close(write_end)
+    _child = pid
     try:
         wait_status = _wait(pid, parent_alive)
         os.set_blocking(read_end, False)  # a leftover descendant may still hold the write end
@@ -170,6 +184,7 @@ def fork_child(body: Callable[[], bytes], *, parent_alive: Callable[[], bool] | 
         except BlockingIOError:
             status = b""
     finally:
+        _child = None
         os.close(read_end)
     end_descendants()
     return status, wait_status

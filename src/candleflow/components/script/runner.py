@@ -86,7 +86,7 @@ def run_script_component(
 
     data = RunData.build(candles, kind=kind, name=name, symbol=symbol, timeframe=timeframe,
                          inputs=inputs, params=params, lookback=lookback)
-    job = ScriptJob(str(path), data, verbose, isolation=isolation, env=dict(os.environ), cwd=os.getcwd(),
+    job = ScriptJob(str(path), data, verbose, isolation=isolation, env=dict(os.environ), cwd=_cwd(),
                     preload=script_imports(path))
     started = time.perf_counter()
     outcome = get_pool().run(job, n, workers=workers, timeout=timeout,
@@ -101,6 +101,15 @@ def run_script_component(
     if kind == "indicator":
         return _indicator_series(results, candles.index, name)
     return _signal_frame(results)
+
+
+def _cwd() -> str | None:
+    """This process's working directory; None if it was deleted (the workers keep the one they inherited,
+    as a child process started now would)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
 
 
 class _Reporter:

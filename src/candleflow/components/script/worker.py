@@ -22,7 +22,7 @@ and runs the candles of the chunk:
 
 ``warm`` isolation
     in itself, one after the other: per candle it sets the candle's variables,
-    ``exec``s the code object as ``__main__`` in a fresh namespace, then
+    ``exec``s the code object in a fresh ``__main__`` module, then
     restores the baseline state and ends every process the script left
     (:mod:`.baseline`, :func:`.processes.end_descendants`).  Module state
     lasts for the chunk, never longer: the next chunk is a new fork.
@@ -53,9 +53,11 @@ parent -> worker: ``("load", ScriptJob)``, ``("chunk", chunk_id, lo, hi)``,
 File descriptors: 0 and 1 are ``/dev/null`` (a script's child process that
 writes to fd 1 never reaches candleflow's output); 2 is an unlinked file the
 parent also holds open: ``faulthandler`` writes a crash traceback there, and
-the process running the script dumps its stack on ``SIGUSR1`` (the parent
-sends it to the worker's process group before killing a timed-out worker).
-SIGTERM makes the worker end every process below it, then exit.  A chunk or candle process that dies
+the process running the script dumps its stack on ``SIGUSR1``, which the
+parent sends to the worker before killing a timed-out one and each level
+forwards to the process it waits for.  SIGTERM makes the worker end every
+process below it, then exit.  The process running a script has the signal
+dispositions of a fresh interpreter (:func:`.baseline.become_script_process`).  A chunk or candle process that dies
 without finishing takes its parent down the same way (exit code or signal),
 so the pool sees the worker die and replaces it.  The worker exits when its
 parent dies (EOF on the pipe, or checked every
@@ -76,6 +78,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -83,7 +86,7 @@ from types import CodeType
 from typing import Any, Literal, Mapping, NamedTuple
 
 from candleflow.components.script import processes
-from candleflow.components.script.baseline import Baseline, enter_job, install_fault_handlers
+from candleflow.components.script.baseline import Baseline, become_script_process, enter_job
 from candleflow.components.script.environment import RunData
 from candleflow.components.script.blocks import (
     SNIPPET,
@@ -156,7 +159,7 @@ class _CappedBuffer(io.StringIO):
 def main(conn_fd: int, parent_pid: int) -> None:
     """Process entry point (see :data:`.pool.BOOT`): serve ``load``/``chunk`` messages until ``stop`` or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
-    signal.signal(signal.SIGUSR1, _ignore)  # only a process running a script dumps its stack
+    signal.signal(signal.SIGUSR1, processes.forward_to_child)  # the process running the script dumps its stack
     signal.signal(signal.SIGTERM, _terminate)
     faulthandler.enable(all_threads=False)
     processes.become_subreaper()
@@ -175,10 +178,6 @@ def main(conn_fd: int, parent_pid: int) -> None:
         elif message[0] == "stop":
             return
         # a ("cancel", id) arriving after its chunk ended is stale: ignore it
-
-
-def _ignore(signum: int, frame: Any) -> None:
-    pass
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -232,9 +231,10 @@ def _run_chunk(conn: Connection, job: ScriptJob, code: CodeType, base_path: list
     except ComponentError as exc:
         conn.send(("error", lo, exc))
         return DONE
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nobody but the worker ends this process politely
     strict = job.isolation == "process"
     if not strict:
-        install_fault_handlers()  # this process runs the script
+        become_script_process()
         baseline = Baseline()
     printed_block = False
     for i in range(lo, hi):
@@ -259,7 +259,7 @@ def _candle_process(conn: Connection, job: ScriptJob, code: CodeType, i: int, pr
 
     def body() -> bytes:
         _reseed()
-        install_fault_handlers()
+        become_script_process()
         atexit._clear()  # only the handlers the script registers run at its end, as in a fresh process
         os.environ.update(job.data.candle_env(i))
         return _candle(conn, job, code, i, printed_block, exit_steps=True)
@@ -308,7 +308,10 @@ def _execute(code: CodeType, path: str, *, component: str, candle: int, exit_ste
     threads, run ``atexit`` handlers), still capturing the output.
     """
     out, err = _CappedBuffer(), _CappedBuffer()
-    namespace = {"__name__": "__main__", "__file__": path, "__builtins__": builtins}
+    main = types.ModuleType("__main__")  # a real module, as for `python script.py`: pickle finds its functions
+    main.__file__, main.__builtins__ = path, builtins
+    namespace = main.__dict__
+    worker_main, sys.modules["__main__"] = sys.modules.get("__main__"), main
     owner = os.getpid()
     failure: str | None = None
     detail: str | None = None
@@ -334,6 +337,7 @@ def _execute(code: CodeType, path: str, *, component: str, candle: int, exit_ste
         failure = f"script raised {type(exc).__name__}: {text}{_script_line(exc, path)}"
         detail = _tail(err.getvalue())  # the exception and its line are in `failure`; add what it printed
     finally:
+        sys.modules["__main__"] = worker_main
         namespace.clear()  # break function <-> globals cycles so the candle's data is freed now
     for stream, buffer in (("stdout", out), ("stderr", err)):
         if buffer.overflow is not None:
