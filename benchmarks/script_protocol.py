@@ -10,7 +10,9 @@ candles (a mean-reverting random walk around 1.10, seed 42).
 * process isolation (``isolation: process``, a fresh fork per candle),
   lookback 60: timed on the first ``--strict-candles`` candles (default
   1500) and EXTRAPOLATED to 8760 unless that is all of them; the warm pool is
-  timed on the same slice for a like-for-like ratio;
+  timed on the same slice for a like-for-like ratio, and both modes once more
+  with ``components/indicators/sma.py``, which imports only the standard
+  library (its workers hold no pandas: cheaper to fork);
 * naive, lookback 60: a fresh subprocess per candle, timed on a sample of
   candles spread over the series and EXTRAPOLATED to 8760;
 * naive, no lookback: ``CANDLE_DATA`` holds candles 0..i and the environment
@@ -23,7 +25,9 @@ the CPU seconds it used (worker processes and the processes they forked, read
 from ``/proc`` and ``getrusage``; naive subprocesses from ``os.times``) and
 the load average.
 
-Run: ``python benchmarks/script_protocol.py [--sample 40] [--strict-candles 1500] [--skip-full]``.
+Run: ``python benchmarks/script_protocol.py [--sample 40] [--strict-candles 1500] [--skip-full]``;
+``--warm-only`` times the warm pool alone, and also runs against a checkout of candleflow from
+before isolation (``PYTHONPATH=<that checkout>/src``), for a before/after comparison.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from candleflow.components.script.protocol import parse_signal_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "components" / "signals" / "ma_crossover.py"
+SMA_SCRIPT = ROOT / "components" / "indicators" / "sma.py"
 N_CANDLES = 8760
 LOOKBACK = 60
 MAX_ARG_STRLEN = 32 * 4096  # Linux: the longest single argument or "NAME=value" environment string
@@ -71,13 +76,16 @@ def pandas_golden_crosses(close: pd.Series) -> list[int]:
     return np.flatnonzero(((fast.shift(1) <= slow.shift(1)) & (fast > slow)).to_numpy()).tolist()
 
 
-def run_pool(candles: pd.DataFrame, lookback: int | None, isolation: str = "warm") -> tuple[float, float, pd.DataFrame]:
-    """(wall seconds, CPU seconds of the worker processes and their forks, signal frame)."""
+def run_pool(candles: pd.DataFrame, lookback: int | None, isolation: str = "warm",
+             script: Path = SCRIPT) -> tuple[float, float, pd.DataFrame | pd.Series]:
+    """(wall seconds, CPU seconds of the worker processes and their forks, signal frame or indicator)."""
     settle()
     cpu = workers_cpu()
     started = time.perf_counter()
-    frame = run_script_component(SCRIPT, kind="signal", name="ma_crossover", candles=candles, symbol="EURUSD",
-                                 timeframe="1h", lookback=lookback, isolation=isolation)
+    kind = "signal" if script == SCRIPT else "indicator"
+    options = {} if isolation == "warm" else {"isolation": isolation}  # --warm-only also runs on older candleflow
+    frame = run_script_component(script, kind=kind, name=script.stem, candles=candles, symbol="EURUSD",
+                                 timeframe="1h", lookback=lookback, **options)
     seconds = time.perf_counter() - started
     settle()
     return seconds, workers_cpu() - cpu, frame
@@ -147,6 +155,8 @@ def main() -> None:
     parser.add_argument("--strict-candles", type=int, default=1500,
                         help="candles timed in process isolation (8760: all, nothing extrapolated)")
     parser.add_argument("--skip-full", action="store_true", help="skip the pool run without lookback")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="only the warm pool with lookback 60 (runs on candleflow before isolation too: A/B)")
     args = parser.parse_args()
 
     candles = make_candles()
@@ -165,6 +175,8 @@ def main() -> None:
           f"({len(frame)} golden crosses, same as pandas)")
     print(f"   workers' CPU {pool_cpu:.1f} s = {pool_cpu / N_CANDLES * 1e3:.2f} ms/candle, "
           f"i.e. {pool_cpu / workers:.1f} s on {workers} idle cores; {load()}")
+    if args.warm_only:
+        return
 
     strict = run_strict(candles, expected, min(args.strict_candles, N_CANDLES), workers)
 
@@ -226,6 +238,10 @@ def run_strict(candles: pd.DataFrame, expected: list[int], n: int, workers: int)
           f"on {workers} idle cores; {load()}")
     print(f"   same {n} candles, warm pool: {warm_seconds:.2f} s, CPU {warm_cpu / n * 1e3:.2f} ms/candle; "
           f"process / warm: {strict_seconds / warm_seconds:.1f}x wall, {strict_cpu / warm_cpu:.1f}x CPU")
+    run_pool(candles.iloc[:100], LOOKBACK, script=SMA_SCRIPT)  # starts its workers (they hold no pandas)
+    sma = {isolation: run_pool(head, LOOKBACK, isolation, script=SMA_SCRIPT) for isolation in ("warm", "process")}
+    print(f"   {SMA_SCRIPT.name} (imports only the standard library: smaller workers to fork), same {n} candles: "
+          f"warm CPU {sma['warm'][1] / n * 1e3:.2f} ms/candle, process {sma['process'][1] / n * 1e3:.2f} ms/candle")
     return strict_seconds / n, strict_cpu / n
 
 

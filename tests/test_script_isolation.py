@@ -208,7 +208,7 @@ def reference_run(workspace) -> Path:
     """The strategy without misbehaving nodes, through the real CLI."""
     done = _candleflow(workspace, "run", strategy(workspace, "reference").name, "--out", "reference", "--no-cache",
                        "-q")
-    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), done.stderr
     return workspace / "reference"
 
 
@@ -219,7 +219,7 @@ def test_forking_scripts_leave_candleflows_output_and_results_alone(workspace, r
                     f"{{name: forker, component: script, path: components/forks.py, params: {{pids: {pids}}}}}",
                     f"{{name: starter, component: script, path: components/starts_sleep.py, params: {{pids: {pids}}}}}")
     done = _candleflow(workspace, "run", path.name, "--out", isolation, "--no-cache", "--isolation", isolation, "-q")
-    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")  # no "FORKED COPY" on stdout
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), done.stderr  # no "FORKED COPY" on stdout
     for name in ("trades.csv", "equity.csv", "signals.csv"):
         assert (workspace / isolation / name).read_text() == (reference_run / name).read_text(), name
     indicators = pd.read_csv(workspace / isolation / "indicators.csv", index_col=0)
