@@ -196,7 +196,8 @@ def main() -> None:
           f"{naive_cpu / len(sample) * N_CANDLES / workers:.0f} s on {workers} idle cores (EXTRAPOLATED); {load()}")
     print(f"ratio naive / warm pool: {naive_each * N_CANDLES / pool_seconds:.0f}x wall, "
           f"{naive_cpu / len(sample) * N_CANDLES / pool_cpu:.0f}x CPU")
-    print(f"ratio naive / process isolation: {naive_each / strict[0]:.0f}x wall, {naive_cpu / len(sample) / strict[1]:.0f}x CPU")
+    print(f"ratio naive / process isolation: {naive_each / strict[0]:.0f}x wall, "
+          f"{naive_cpu / len(sample) / strict[1]:.0f}x CPU")
 
     full = RunData.build(candles, kind="signal", name="ma_crossover", symbol="EURUSD", timeframe="1h")
     limit = first_oversized_candle(full)

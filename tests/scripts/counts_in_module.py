@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "helpers"))
-import counter  # noqa: E402
+import counter
 
 counter.count += 1
 print("INDICATOR_START")

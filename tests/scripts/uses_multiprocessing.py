@@ -3,8 +3,10 @@
 import multiprocessing
 import os
 
+
 def square(x):
     return x * x
+
 
 with multiprocessing.get_context("fork").Pool(2) as pool:
     total = sum(pool.map(square, range(int(os.environ["GLOBAL_INDEX"]) + 1)))

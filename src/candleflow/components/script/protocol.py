@@ -59,6 +59,7 @@ from candleflow.components.script.blocks import (  # noqa: F401 -- re-exported: 
 )
 from candleflow.errors import ComponentError
 
+
 class SignalEvent(NamedTuple):
     """One validated event from a signal block; ``timestamp`` is a UTC Timestamp."""
 

@@ -87,14 +87,8 @@ from typing import Any, Literal, Mapping, NamedTuple
 
 from candleflow.components.script import processes
 from candleflow.components.script.baseline import Baseline, become_script_process, enter_job
+from candleflow.components.script.blocks import SNIPPET, NoBlockError, extract_block, missing_block_error, stdout_tail
 from candleflow.components.script.environment import RunData
-from candleflow.components.script.blocks import (
-    SNIPPET,
-    NoBlockError,
-    extract_block,
-    missing_block_error,
-    stdout_tail,
-)
 from candleflow.errors import ComponentError
 
 Isolation = Literal["warm", "process"]
