@@ -111,6 +111,8 @@ def run(
     scheduler: str = typer.Option("threads", help="Dask scheduler: threads or sync."),
     workers: Optional[int] = typer.Option(None, help="Threads for the graph and processes for script components."),
     timeout: float = typer.Option(10.0, help="Seconds a script component may take per candle."),
+    isolation: str = typer.Option("warm", help="Script components: warm (a process per chunk of candles, "
+                                               "state restored per candle) or process (a process per candle)."),
     graph_file: Optional[Path] = typer.Option(None, "--graph", help="Draw the annotated graph (.svg/.png/.dot)."),
     report_file: Optional[Path] = typer.Option(None, "--report", help="Write the HTML report here."),
     replay_signals: Optional[Path] = typer.Option(None, "--replay-signals",
@@ -127,6 +129,8 @@ def run(
 
     if scheduler not in ("threads", "sync"):
         raise ConfigError(f"--scheduler must be threads or sync, not '{scheduler}'")
+    if isolation not in ("warm", "process"):
+        raise ConfigError(f"--isolation must be warm or process, not '{isolation}'")
     if out is not None:
         from candleflow.results import check_results_folder
 
@@ -145,7 +149,7 @@ def run(
                              component_dirs=components or ())
     candles = load_data(compiled, data, max_bytes=_max_data_bytes(max_data_size))
     cache = None if no_cache else NodeCache(cache_dir)
-    script_options = {"timeout": timeout, "workers": workers, "verbose": verbose}
+    script_options = {"timeout": timeout, "workers": workers, "verbose": verbose, "isolation": isolation}
     if replay_signals is not None:
         from candleflow.replay import replay_compiled
 

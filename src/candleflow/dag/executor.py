@@ -61,8 +61,14 @@ def evaluator_settings(compiled: CompiledStrategy) -> tuple:
             s.initial_cash)
 
 
-def node_keys(compiled: CompiledStrategy, candles_key: str) -> dict[str, str]:
-    """Content-hash key of every node, in topological order."""
+def node_keys(compiled: CompiledStrategy, candles_key: str, *, isolation: str | None = None) -> dict[str, str]:
+    """Content-hash key of every node, in topological order.
+
+    A script node run in ``process`` isolation (its own ``isolation`` or the
+    run's ``isolation``) gets a key of its own: a strict run never reuses the
+    output of a warm one (whose stateful scripts may differ).
+    """
+    from candleflow.nodes.compute import script_isolation
     from candleflow.nodes.evaluator import EVALUATOR_VERSION
 
     keys = {CANDLES: candles_key}
@@ -76,8 +82,9 @@ def node_keys(compiled: CompiledStrategy, candles_key: str) -> dict[str, str]:
         else:
             plan = compiled.plans[name]
             source = plan.script.read_bytes() if plan.script else plan.component.source_hash
+            strict = ("process",) if plan.script and script_isolation(plan, isolation) == "process" else ()
             token = tokenize(_KEY_VERSION, plan.kind, source, plan.params, plan.bindings,
-                             plan.spec.lookback, strategy.symbol, strategy.timeframe, upstream)
+                             plan.spec.lookback, strategy.symbol, strategy.timeframe, upstream, *strict)
         keys[name] = f"{name}-{token}"
     return keys
 
@@ -91,7 +98,7 @@ def execute(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCac
     from candleflow.nodes.evaluator import evaluate
 
     candles_key = f"candles-{tokenize(candles)}"
-    keys = node_keys(compiled, candles_key)
+    keys = node_keys(compiled, candles_key, isolation=(script_options or {}).get("isolation"))
     graph = compiled.graph
     stats = {name: NodeStats(name, graph.nodes[name]["kind"], keys[name], cache="off" if cache is None else "miss")
              for name in compiled.order() if name != CANDLES}
