@@ -1,11 +1,18 @@
 """Benchmark: the seed's ma_crossover.py over one year of hourly candles.
 
-Compares the warm worker pool (candleflow.components.script) with the seed's
-naive method -- a fresh ``python ma_crossover.py`` per candle, candles passed
-in the environment -- on 8760 deterministic hourly candles (a mean-reverting
-random walk around 1.10, seed 42).
+Compares the worker pool (candleflow.components.script) in its two isolation
+modes with the seed's naive method -- a fresh ``python ma_crossover.py`` per
+candle, candles passed in the environment -- on 8760 deterministic hourly
+candles (a mean-reverting random walk around 1.10, seed 42).
 
-* warm pool, lookback 60: the full series, timed (workers started beforehand);
+* warm pool (``isolation: warm``, the default), lookback 60: the full series,
+  timed (workers started beforehand);
+* process isolation (``isolation: process``, a fresh fork per candle),
+  lookback 60: timed on the first ``--strict-candles`` candles (default
+  1500) and EXTRAPOLATED to 8760 unless that is all of them; the warm pool is
+  timed on the same slice for a like-for-like ratio, and both modes once more
+  with ``components/indicators/sma.py``, which imports only the standard
+  library (its workers hold no pandas: cheaper to fork);
 * naive, lookback 60: a fresh subprocess per candle, timed on a sample of
   candles spread over the series and EXTRAPOLATED to 8760;
 * naive, no lookback: ``CANDLE_DATA`` holds candles 0..i and the environment
@@ -14,16 +21,20 @@ random walk around 1.10, seed 42).
 * warm pool, no lookback: the full series (skip with ``--skip-full``).
 
 Wall times depend on what else runs on the machine, so each run also prints
-the CPU seconds it used (worker processes read from ``/proc``; naive
-subprocesses from ``os.times``) and the load average.
+the CPU seconds it used (worker processes and the processes they forked, read
+from ``/proc`` and ``getrusage``; naive subprocesses from ``os.times``) and
+the load average.
 
-Run: ``python benchmarks/script_protocol.py [--sample 40] [--skip-full]``.
+Run: ``python benchmarks/script_protocol.py [--sample 40] [--strict-candles 1500] [--skip-full]``;
+``--warm-only`` times the warm pool alone, and also runs against a checkout of candleflow from
+before isolation (``PYTHONPATH=<that checkout>/src``), for a before/after comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -38,6 +49,7 @@ from candleflow.components.script.protocol import parse_signal_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "components" / "signals" / "ma_crossover.py"
+SMA_SCRIPT = ROOT / "components" / "indicators" / "sma.py"
 N_CANDLES = 8760
 LOOKBACK = 60
 MAX_ARG_STRLEN = 32 * 4096  # Linux: the longest single argument or "NAME=value" environment string
@@ -64,27 +76,51 @@ def pandas_golden_crosses(close: pd.Series) -> list[int]:
     return np.flatnonzero(((fast.shift(1) <= slow.shift(1)) & (fast > slow)).to_numpy()).tolist()
 
 
-def run_pool(candles: pd.DataFrame, lookback: int | None) -> tuple[float, float, pd.DataFrame]:
-    """(wall seconds, CPU seconds of the worker processes, signal frame)."""
-    pids = get_pool().pids()
-    cpu = workers_cpu(pids)
+def run_pool(candles: pd.DataFrame, lookback: int | None, isolation: str = "warm",
+             script: Path = SCRIPT) -> tuple[float, float, pd.DataFrame | pd.Series]:
+    """(wall seconds, CPU seconds of the worker processes and their forks, signal frame or indicator)."""
+    settle()
+    cpu = workers_cpu()
     started = time.perf_counter()
-    frame = run_script_component(SCRIPT, kind="signal", name="ma_crossover", candles=candles, symbol="EURUSD",
-                                 timeframe="1h", lookback=lookback)
-    return time.perf_counter() - started, workers_cpu(pids) - cpu, frame
+    kind = "signal" if script == SCRIPT else "indicator"
+    options = {} if isolation == "warm" else {"isolation": isolation}  # --warm-only also runs on older candleflow
+    frame = run_script_component(script, kind=kind, name=script.stem, candles=candles, symbol="EURUSD",
+                                 timeframe="1h", lookback=lookback, **options)
+    seconds = time.perf_counter() - started
+    settle()
+    return seconds, workers_cpu() - cpu, frame
 
 
-def workers_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of the given processes so far (Linux /proc; NaN elsewhere)."""
+def settle(limit: float = 5.0) -> None:
+    """Wait until no worker has a child left: a chunk process's CPU is counted once its worker reaps it,
+    which may be just after the run returned."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        busy = False
+        for pid in get_pool().pids():
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as children:
+                    busy = busy or bool(children.read().strip())
+            except OSError:
+                return  # no /proc children file: the CPU figures may lag a little
+        if not busy:
+            return
+        time.sleep(0.01)
+
+
+def workers_cpu() -> float:
+    """User + system CPU seconds so far of the pool's workers and every process they forked and reaped
+    (Linux /proc), plus the workers already stopped (this process's reaped children); NaN without /proc."""
     total = 0
     try:
-        for pid in pids:
+        for pid in get_pool().pids():
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime
     except OSError:
         return float("nan")
-    return total / os.sysconf("SC_CLK_TCK")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total / os.sysconf("SC_CLK_TCK") + children.ru_utime + children.ru_stime
 
 
 def load() -> str:
@@ -116,7 +152,11 @@ def first_oversized_candle(data: RunData) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", type=int, default=40, help="candles timed for the naive method")
+    parser.add_argument("--strict-candles", type=int, default=1500,
+                        help="candles timed in process isolation (8760: all, nothing extrapolated)")
     parser.add_argument("--skip-full", action="store_true", help="skip the pool run without lookback")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="only the warm pool with lookback 60 (runs on candleflow before isolation too: A/B)")
     args = parser.parse_args()
 
     candles = make_candles()
@@ -135,6 +175,10 @@ def main() -> None:
           f"({len(frame)} golden crosses, same as pandas)")
     print(f"   workers' CPU {pool_cpu:.1f} s = {pool_cpu / N_CANDLES * 1e3:.2f} ms/candle, "
           f"i.e. {pool_cpu / workers:.1f} s on {workers} idle cores; {load()}")
+    if args.warm_only:
+        return
+
+    strict = run_strict(candles, expected, min(args.strict_candles, N_CANDLES), workers)
 
     windowed = RunData.build(candles, kind="signal", name="ma_crossover", symbol="EURUSD", timeframe="1h",
                              lookback=LOOKBACK)
@@ -152,6 +196,8 @@ def main() -> None:
           f"{naive_cpu / len(sample) * N_CANDLES / workers:.0f} s on {workers} idle cores (EXTRAPOLATED); {load()}")
     print(f"ratio naive / warm pool: {naive_each * N_CANDLES / pool_seconds:.0f}x wall, "
           f"{naive_cpu / len(sample) * N_CANDLES / pool_cpu:.0f}x CPU")
+    print(f"ratio naive / process isolation: {naive_each / strict[0]:.0f}x wall, "
+          f"{naive_cpu / len(sample) / strict[1]:.0f}x CPU")
 
     full = RunData.build(candles, kind="signal", name="ma_crossover", symbol="EURUSD", timeframe="1h")
     limit = first_oversized_candle(full)
@@ -176,6 +222,28 @@ def main() -> None:
     print(f"warm pool, no lookback, {N_CANDLES} candles:   {full_seconds:8.2f} s measured "
           f"(CANDLE_DATA up to {len(full.candle_env(N_CANDLES - 1)['CANDLE_DATA']) / 2**20:.1f} MiB)")
     print(f"   workers' CPU {full_cpu:.1f} s, i.e. {full_cpu / workers:.1f} s on {workers} idle cores; {load()}")
+
+
+def run_strict(candles: pd.DataFrame, expected: list[int], n: int, workers: int) -> tuple[float, float]:
+    """Process isolation on the first ``n`` candles, next to the warm pool on the same slice; per-candle
+    (wall, CPU) seconds of process isolation."""
+    head = candles.iloc[:n]
+    run_pool(candles.iloc[:50], LOOKBACK, "process")  # the same workers; nothing to warm but the first fork
+    warm_seconds, warm_cpu, _ = run_pool(head, LOOKBACK)
+    strict_seconds, strict_cpu, frame = run_pool(head, LOOKBACK, "process")
+    assert frame["bar"].tolist() == [bar for bar in expected if bar < n], "process isolation differs from pandas"
+    scope = "measured" if n == N_CANDLES else f"EXTRAPOLATED from the first {n} candles"
+    print(f"process isolation, lookback {LOOKBACK}:      {strict_seconds / n * N_CANDLES:8.2f} s {scope} "
+          f"({strict_seconds / n * 1e3:.1f} ms/candle; {len(frame)} golden crosses, same as pandas)")
+    print(f"   workers' CPU {strict_cpu / n * 1e3:.2f} ms/candle, i.e. {strict_cpu / n * N_CANDLES / workers:.1f} s "
+          f"on {workers} idle cores; {load()}")
+    print(f"   same {n} candles, warm pool: {warm_seconds:.2f} s, CPU {warm_cpu / n * 1e3:.2f} ms/candle; "
+          f"process / warm: {strict_seconds / warm_seconds:.1f}x wall, {strict_cpu / warm_cpu:.1f}x CPU")
+    run_pool(candles.iloc[:100], LOOKBACK, script=SMA_SCRIPT)  # starts its workers (they hold no pandas)
+    sma = {isolation: run_pool(head, LOOKBACK, isolation, script=SMA_SCRIPT) for isolation in ("warm", "process")}
+    print(f"   {SMA_SCRIPT.name} (imports only the standard library: smaller workers to fork), same {n} candles: "
+          f"warm CPU {sma['warm'][1] / n * 1e3:.2f} ms/candle, process {sma['process'][1] / n * 1e3:.2f} ms/candle")
+    return strict_seconds / n, strict_cpu / n
 
 
 if __name__ == "__main__":

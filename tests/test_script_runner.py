@@ -215,7 +215,7 @@ FAILURES = [
     ("segfault.py", 4, "was killed by SIGSEGV (at line 6) (Fatal Python error: Segmentation fault)", {}),
     ("stops_printing.py", 10, "printed no SIGNAL_START/SIGNAL_END block after printing one on candle 9", {}),
     ("stops_printing.py", 9, "printed no SIGNAL_START/SIGNAL_END block after printing one on candle 8",
-     {"params": {"last": 8}}),  # with 2 workers the block and the gap are in different chunks
+     {"params": {"last": 8}}),  # across chunks: test_script_isolation.py::test_the_block_rule_holds_across_chunks
     ("fails_everywhere.py", 0, "script raised RuntimeError: failed at 0", {}),  # the earliest, not the first
 ]
 

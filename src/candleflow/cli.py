@@ -1,5 +1,9 @@
 """The ``candleflow`` command line.
 
+Each command imports what it needs when it runs, so ``candleflow --help`` and
+usage errors answer at once instead of after loading pandas, Dask and pydantic
+(about a second).
+
 User errors (:class:`~candleflow.errors.CandleflowError`) print one line on
 stderr and exit with code 2; ``--debug`` adds the traceback.  Warnings
 (:class:`~candleflow.errors.CandleflowWarning`: a fallback, the run goes on) print
@@ -43,7 +47,7 @@ MaxDataSizeOption = Annotated[Optional[str], typer.Option(
 
 
 def _max_data_bytes(text: str | None) -> int | None:
-    from candleflow.data.loader import parse_size
+    from candleflow.data.loader import parse_size  # lazy: see the module docstring
 
     if text is None:
         return None
@@ -60,9 +64,9 @@ def _global(debug: bool = typer.Option(False, "--debug", help="Show tracebacks f
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     """``["fast=10", "name=x"]`` -> ``{"fast": 10, "name": "x"}`` (values parsed as YAML scalars)."""
-    import yaml
+    import yaml  # lazy: see the module docstring
 
-    from candleflow.config.loader import StrictSafeLoader, YamlLimitError
+    from candleflow.config.loader import StrictSafeLoader, YamlLimitError  # lazy: see the module docstring
 
     out: dict[str, Any] = {}
     for item in items or []:
@@ -80,15 +84,18 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def script_options_from(*, timeout: float, workers: int | None, verbose: bool):
-    """The typed script options of ``--timeout``/``--script-workers``/``-v``, or a one-line ConfigError."""
-    from candleflow.vocab import ScriptOptions
+def script_options_from(*, timeout: float, workers: int | None, verbose: bool, isolation: str = "warm"):
+    """The typed script options of ``--timeout``/``--script-workers``/``-v``/``--isolation``, or a one-line
+    ConfigError."""
+    from candleflow.vocab import ScriptOptions  # lazy: see the module docstring
 
     if not timeout > 0 or timeout == float("inf"):
         raise ConfigError(f"--timeout must be a number of seconds above 0, got {timeout:g}")
     if workers is not None and workers < 1:
         raise ConfigError(f"--script-workers must be at least 1, got {workers}")
-    return ScriptOptions(timeout=timeout, workers=workers, verbose=verbose)
+    if isolation not in ("warm", "process"):
+        raise ConfigError(f"--isolation must be warm or process, not '{isolation}'")
+    return ScriptOptions(timeout=timeout, workers=workers, verbose=verbose, isolation=isolation)
 
 
 @app.command()
@@ -99,7 +106,7 @@ def validate(
     components: ComponentsOption = None,
 ) -> None:
     """Check a strategy (schema, components, params, graph) without running it."""
-    from candleflow.backtest import prepare
+    from candleflow.backtest import prepare  # lazy: see the module docstring
 
     compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
                           component_dirs=components or ())
@@ -126,6 +133,8 @@ def run(
     script_workers: Optional[int] = typer.Option(None, "--script-workers",
                                                  help="Processes running script components (default: one per CPU)."),
     timeout: float = typer.Option(10.0, help="Seconds a script component may take per candle."),
+    isolation: str = typer.Option("warm", help="Script components: warm (a process per chunk of candles, "
+                                               "state restored per candle) or process (a process per candle)."),
     graph_file: Optional[Path] = typer.Option(None, "--graph", help="Draw the annotated graph (.svg/.png/.dot)."),
     report_file: Optional[Path] = typer.Option(None, "--report", help="Write the HTML report here."),
     replay_signals: Optional[Path] = typer.Option(None, "--replay-signals",
@@ -136,28 +145,29 @@ def run(
     max_data_size: MaxDataSizeOption = None,
 ) -> None:
     """Run a backtest and print its summary."""
-    from candleflow.backtest import load_data, prepare, run_compiled
-    from candleflow.dag.cache import NodeCache
-    from candleflow.dag.get import check_scheduler
-    from candleflow.output_paths import check_file, writing
+    from candleflow.backtest import load_data, prepare, run_compiled  # lazy: see the module docstring
+    from candleflow.dag.cache import NodeCache  # lazy: see the module docstring
+    from candleflow.dag.get import check_scheduler  # lazy: see the module docstring
+    from candleflow.output_paths import check_file, writing  # lazy: see the module docstring
 
     check_scheduler(scheduler)
-    script_options = script_options_from(timeout=timeout, workers=script_workers, verbose=verbose)
+    script_options = script_options_from(timeout=timeout, workers=script_workers, verbose=verbose,
+                                         isolation=isolation)
     if workers is not None and (workers < 1 or scheduler not in ("threads", "processes")):
         raise ConfigError(f"--workers must be at least 1, got {workers}" if workers < 1 else
                           f"--workers sizes a threads or processes scheduler, not '{scheduler}'")
     if out is not None:
-        from candleflow.results import check_results_folder
+        from candleflow.results import check_results_folder  # lazy: see the module docstring
 
         check_results_folder(out)
     if graph_file is not None:
-        from candleflow.visualize.graph import check_graph_output
+        from candleflow.visualize.graph import check_graph_output  # lazy: see the module docstring
 
         check_graph_output(graph_file, "--graph")
     if report_file is not None:
         check_file(report_file, "--report")
     if verbose:
-        import logging
+        import logging  # lazy: see the module docstring
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     compiled, text = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
@@ -165,11 +175,11 @@ def run(
     candles = load_data(compiled, data, max_bytes=_max_data_bytes(max_data_size))
     cache = None if no_cache else NodeCache(cache_dir)
     if replay_signals is not None:
-        from candleflow.replay import replay_compiled
+        from candleflow.replay import replay_compiled  # lazy: see the module docstring
 
         result = replay_compiled(compiled, candles, replay_signals, source_text=text, scheduler=scheduler)
     else:
-        from candleflow.progress import run_with_progress
+        from candleflow.progress import run_with_progress  # lazy: see the module docstring
 
         result = run_with_progress(run_compiled, compiled, candles, quiet=quiet, cache=cache,
                                    scheduler=scheduler, num_workers=workers, script_options=script_options,
@@ -183,7 +193,7 @@ def run(
         with writing(path, "the graph" if path == graph_file else "the report"):
             write(path)
     if not quiet:
-        from candleflow.summary import print_summary
+        from candleflow.summary import print_summary  # lazy: see the module docstring
 
         print_summary(result, out=out)
 
@@ -192,11 +202,11 @@ def _run_outputs(result: Any, graph_file: Path | None, report_file: Path | None)
     """The writers of ``run``'s --graph and --report files, by path."""
     writers = {}
     if graph_file is not None:
-        from candleflow.visualize import render_graph
+        from candleflow.visualize import render_graph  # lazy: see the module docstring
 
         writers[graph_file] = lambda path: render_graph(result.compiled, path, stats=result.stats)
     if report_file is not None:
-        from candleflow.visualize import write_report
+        from candleflow.visualize import write_report  # lazy: see the module docstring
 
         writers[report_file] = lambda path: write_report(result, path)
     return writers
@@ -217,10 +227,10 @@ def render(
     components: ComponentsOption = None,
 ) -> None:
     """Draw the compiled strategy graph with graphviz."""
-    from candleflow.backtest import prepare
-    from candleflow.output_paths import writing
-    from candleflow.visualize import render_graph
-    from candleflow.visualize.graph import check_graph_output
+    from candleflow.backtest import prepare  # lazy: see the module docstring
+    from candleflow.output_paths import writing  # lazy: see the module docstring
+    from candleflow.visualize import render_graph  # lazy: see the module docstring
+    from candleflow.visualize.graph import check_graph_output  # lazy: see the module docstring
 
     check_graph_output(output, "-o")
     compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
@@ -236,8 +246,8 @@ def report(
     output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
 ) -> None:
     """Write a self-contained HTML report of a finished run."""
-    from candleflow.output_paths import check_file, writing
-    from candleflow.visualize import write_report
+    from candleflow.output_paths import check_file, writing  # lazy: see the module docstring
+    from candleflow.visualize import write_report  # lazy: see the module docstring
 
     check_file(output, "-o")
     with writing(output, "the report"):
@@ -265,12 +275,12 @@ def sweep(
     max_data_size: MaxDataSizeOption = None,
 ) -> None:
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
-    from candleflow.dag.get import check_scheduler
-    from candleflow.output_paths import writing
-    from candleflow.sweep import run_sweep
-    from candleflow.sweep.display import print_top, progress_bar
-    from candleflow.sweep.output import check_output
-    from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost
+    from candleflow.dag.get import check_scheduler  # lazy: see the module docstring
+    from candleflow.output_paths import writing  # lazy: see the module docstring
+    from candleflow.sweep import run_sweep  # lazy: see the module docstring
+    from candleflow.sweep.display import print_top, progress_bar  # lazy: see the module docstring
+    from candleflow.sweep.output import check_output  # lazy: see the module docstring
+    from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost  # lazy: see the module docstring
 
     if scheduler is not None:
         check_scheduler(scheduler)
@@ -304,8 +314,8 @@ def sample(
     output: Path = typer.Option(..., "-o", "--output", help="Where to write it (.csv or .parquet)."),
 ) -> None:
     """Write a bundled sample data set to a file."""
-    from candleflow.data import SAMPLES, sample_candles, write_candles
-    from candleflow.output_paths import check_file, writing
+    from candleflow.data import SAMPLES, sample_candles, write_candles  # lazy: see the module docstring
+    from candleflow.output_paths import check_file, writing  # lazy: see the module docstring
 
     if name not in SAMPLES:
         raise ConfigError(f"unknown sample '{name}' (samples: {', '.join(SAMPLES)})")

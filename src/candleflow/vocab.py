@@ -1,9 +1,11 @@
 """The graph's shared vocabulary: node names, columns, plans, stats, options and the signal frame.
 
 Every candleflow package may import this module, and it imports no other
-candleflow module (only numpy and pandas), so no import cycle can run through
-it -- the same reason Hamilton keeps its node types in a leaf module.  Each
-constant is defined here once.
+candleflow module, so no import cycle can run through it -- the same reason
+Hamilton keeps its node types in a leaf module.  Each constant is defined here
+once.  It imports only the standard library when loaded (numpy and pandas inside
+the signal-frame functions), so a script worker process can use its constants
+without loading pandas.
 
 * Well-known node ids: :data:`CANDLES` (the data source), :data:`EVALUATOR`.
 * Columns: :data:`CANDLE_COLUMNS` (what components may read), :data:`PRICE_COLUMNS`.
@@ -17,7 +19,7 @@ constant is defined here once.
   decided with candles ``0..i``.  An *indicator* output is a float64 Series (one
   output) or a DataFrame of float64 columns, indexed exactly like the candles.
 
->>> frame = signal_frame_from_masks({"golden_cross": pd.Series([False, True, False])})
+>>> frame = signal_frame_from_masks({"golden_cross": [False, True, False]})
 >>> frame[["bar", "signal_type"]].values.tolist()
 [[1, 'golden_cross']]
 """
@@ -29,10 +31,11 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 CANDLES = "candles"
 EVALUATOR = "evaluator"
@@ -102,7 +105,7 @@ class NodeStats:
 
 @dataclass(frozen=True)
 class ScriptOptions:
-    """How script components run: per-candle ``timeout`` (s), worker processes, verbose logging.
+    """How script components run: per-candle ``timeout`` (s), worker processes, verbose logging, isolation.
 
     >>> ScriptOptions(timeout=5.0).workers is None
     True
@@ -111,12 +114,15 @@ class ScriptOptions:
     timeout: float = 10.0
     workers: int | None = None
     verbose: bool = False
+    isolation: Literal["warm", "process"] = "warm"  # the run's; a node's own ``isolation: process`` wins
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise ValueError(f"timeout must be more than 0 seconds, got {self.timeout!r}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers!r}")
+        if self.isolation not in ("warm", "process"):
+            raise ValueError(f"isolation must be warm or process, got {self.isolation!r}")
 
 
 def source_hash(*objects: ModuleType | type | Any) -> str:
@@ -139,6 +145,8 @@ def source_hash(*objects: ModuleType | type | Any) -> str:
 
 
 def empty_signal_frame() -> pd.DataFrame:
+    import pandas as pd  # pandas only where a frame is made: see the module docstring
+
     return pd.DataFrame({
         "bar": pd.Series([], dtype="int64"),
         "signal_type": pd.Series([], dtype=object),
@@ -154,6 +162,9 @@ def make_signal_frame(
     metadata: Sequence[dict | None] | None = None,
 ) -> pd.DataFrame:
     """Build a signal frame from parallel sequences, sorted stably by bar."""
+    import numpy as np  # see empty_signal_frame
+    import pandas as pd  # see empty_signal_frame
+
     bars = np.asarray(bars, dtype="int64")
     n = len(bars)
     if n == 0:
@@ -172,6 +183,8 @@ def signal_frame_from_masks(
     strengths: Mapping[str, pd.Series | np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One event per True of each boolean mask: ``{"golden_cross": cross_up}``."""
+    import numpy as np  # see empty_signal_frame
+
     bars, types, values = [], [], []
     for signal_type, mask in masks.items():
         where = np.flatnonzero(np.asarray(mask, dtype=bool))

@@ -60,13 +60,14 @@ class ComponentSpec(_Strict):
     path: PathText | None = None
     lookback: int | None = Field(default=None, ge=1)
     timeout: float | None = Field(default=None, gt=0)
+    isolation: Literal["warm", "process"] | None = None  # "process": a fresh process per candle
 
     @model_validator(mode="after")
     def _script_fields(self) -> "ComponentSpec":
         if self.component == SCRIPT and not self.path:
             raise ValueError("a 'script' component needs 'path' (e.g. components/signals/ma_crossover.py)")
         if self.component != SCRIPT:
-            for field in ("path", "lookback", "timeout"):
+            for field in ("path", "lookback", "timeout", "isolation"):
                 if getattr(self, field) is not None:
                     raise ValueError(f"'{field}' is only for component: script")
         return self

@@ -33,6 +33,7 @@ from candleflow.config import models
 from candleflow.dag.compiler import CompiledStrategy
 from candleflow.dag.tasks import NodeContext, Output, Static, evaluator_task, node_task
 from candleflow.nodes import evaluator
+from candleflow.nodes.compute import script_isolation
 from candleflow.portfolio import metrics, rules, simulate
 from candleflow.vocab import CANDLES, EVALUATOR, ScriptOptions, source_hash
 
@@ -52,9 +53,14 @@ def evaluator_settings(compiled: CompiledStrategy) -> tuple:
             s.initial_cash)
 
 
-def node_keys(compiled: CompiledStrategy, candles_key: str, *,
-              fixed: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Content-hash key of every node, in topological order; ``fixed`` keys (replayed nodes) are taken as given."""
+def node_keys(compiled: CompiledStrategy, candles_key: str, *, fixed: Mapping[str, str] | None = None,
+              isolation: str | None = None) -> dict[str, str]:
+    """Content-hash key of every node, in topological order; ``fixed`` keys (replayed nodes) are taken as given.
+
+    A script node run in ``process`` isolation (its own ``isolation`` or the run's ``isolation``)
+    gets a key of its own: a strict run never reuses the output of a warm one (whose stateful
+    scripts may differ).
+    """
     keys = {CANDLES: candles_key, **(fixed or {})}
     strategy = compiled.strategy
     for name in compiled.order():
@@ -66,8 +72,9 @@ def node_keys(compiled: CompiledStrategy, candles_key: str, *,
         else:
             plan = compiled.plans[name]
             source = plan.script.read_bytes() if plan.script else plan.component.source_hash
+            strict = ("process",) if plan.script and script_isolation(plan, isolation) == "process" else ()
             token = tokenize(KEY_VERSION, plan.kind, source, plan.params, plan.bindings,
-                             plan.spec.lookback, strategy.symbol, strategy.timeframe, upstream)
+                             plan.spec.lookback, strategy.symbol, strategy.timeframe, upstream, *strict)
         keys[name] = f"{name}-{token}"
     return keys
 
@@ -102,7 +109,7 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
     """
     graph = compiled.graph
     fixed = {name: f"{name}-replay-{tokenize(frame)}" for name, frame in (replay or {}).items()}
-    keys = node_keys(compiled, candles_key, fixed=fixed)
+    keys = node_keys(compiled, candles_key, fixed=fixed, isolation=script_options.isolation if script_options else None)
     if metrics_only:
         keys[EVALUATOR] = keys[EVALUATOR].replace(EVALUATOR, METRICS, 1)
     strategy = compiled.strategy

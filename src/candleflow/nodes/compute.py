@@ -46,7 +46,8 @@ def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
         return run_script_component(
             plan.script, kind=plan.kind, name=plan.name, candles=candles, symbol=symbol, timeframe=timeframe,
             inputs=inputs or None, lookback=plan.spec.lookback, params=plan.params, progress=progress,
-            timeout=timeout, workers=options.workers, verbose=options.verbose)
+            timeout=timeout, workers=options.workers, verbose=options.verbose,
+            isolation=script_isolation(plan, options.isolation))
     component = plan.component
     try:
         if component.mode == "incremental":
@@ -60,6 +61,11 @@ def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
     if plan.kind == "signal":
         return as_signal_frame(raw, len(candles), component=plan.name)
     return check_indicator_output(raw, plan, candles.index)
+
+
+def script_isolation(plan: NodePlan, run_isolation: str | None) -> str:
+    """The stricter of the node's ``isolation`` and the run's (``--isolation``): ``process`` if either asks."""
+    return "process" if "process" in (plan.spec.isolation, run_isolation) else "warm"
 
 
 def _run_incremental(cls, params: dict, series: list[pd.Series], index: pd.Index) -> pd.Series | pd.DataFrame:
@@ -105,4 +111,4 @@ def check_indicator_output(raw: Any, plan: NodePlan, index: pd.Index) -> pd.Seri
     return value
 
 
-__all__ = ["check_indicator_output", "resolve_input", "run_node"]
+__all__ = ["check_indicator_output", "resolve_input", "run_node", "script_isolation"]

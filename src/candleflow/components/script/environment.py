@@ -25,7 +25,8 @@ marked *ext*):
 
 The lookback ``N`` is the YAML node's ``lookback`` or else a top-level
 ``LOOKBACK = <int>`` in the script, found with :mod:`ast` (the script is not
-imported in the parent).
+imported in the parent).  :func:`script_imports` reads, the same way, the
+modules a worker may preload for the script.
 
 Algorithm: :class:`RunData` serialises every candle (and every input value)
 to a JSON fragment once per run, concatenated into one string with per-item
@@ -51,12 +52,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Mapping
 
 from candleflow.errors import ComponentError
 from candleflow.vocab import CANDLE_COLUMNS
+
+if TYPE_CHECKING:  # the worker imports this module for RunData.candle_env and must stay free of pandas
+    import pandas as pd
 
 
 
@@ -145,6 +147,8 @@ class RunData:
 
 def epoch_seconds(index: pd.Index) -> list[int]:
     """Whole epoch seconds of a UTC DatetimeIndex."""
+    import pandas as pd  # parent side only (see the TYPE_CHECKING import)
+
     if not isinstance(index, pd.DatetimeIndex):
         raise TypeError("candles must be indexed by a DatetimeIndex")
     stamps = index if index.tz is not None else index.tz_localize("UTC")
@@ -171,6 +175,38 @@ def script_lookback(path: Path, *, component: str) -> int | None:
                                  f"(it is read without running the script)", component=component)
         found = value.value
     return found
+
+
+def script_imports(path: Path) -> tuple[str, ...]:
+    """Top-level names of the modules imported by the script's leading import statements.
+
+    Only the statements before the first statement that is not an import (a
+    docstring aside) count -- code before an import, such as setting an
+    environment variable, may change what the import does -- and only modules
+    not found in the script's own folder: those are the script's code and run
+    in its own process, never in a template.  A syntax error gives ``()``
+    (:func:`script_lookback` reports it).
+    """
+    import importlib.machinery  # only here: the parent reads a script's imports once per run
+
+    try:
+        body = ast.parse(path.read_bytes(), filename=str(path)).body
+    except SyntaxError:
+        return ()
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    names: list[str] = []
+    for node in body:
+        if isinstance(node, ast.Import):
+            names += [alias.name.partition(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module and node.module != "__future__":
+                names.append(node.module.partition(".")[0])
+        else:
+            break
+    folder = [str(path.parent)]
+    return tuple(name for name in dict.fromkeys(names)
+                 if importlib.machinery.PathFinder.find_spec(name, folder) is None)
 
 
 def _number(value: float) -> str:

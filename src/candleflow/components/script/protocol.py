@@ -9,9 +9,9 @@ A script prints, per candle, one marked JSON block somewhere in its stdout::
                                           SIGNAL_END
 
 Algorithm (stateless, one candle's stdout at a time): locate every occurrence
-of the START and END markers (anywhere in the text, as the seed's parser does);
-zero of both is "no block" (:class:`NoBlockError`); exactly one START followed
-by one END is the block; anything else is an error.  The text between the
+of the START and END markers (anywhere in the text, as the seed's parser does;
+:mod:`.blocks`); zero of both is "no block" (:class:`NoBlockError`); exactly
+one START followed by one END is the block; anything else is an error.  The text between the
 markers is parsed with :func:`json.loads` and validated by the pydantic models
 below (strict: no strings for numbers, no unknown keys, no NaN/inf outside
 ``metadata``).  The text before and after the block is returned as the log.
@@ -25,6 +25,13 @@ warm-up period prints nothing); that rule is stateful and lives in
 :func:`missing_block_error` / :func:`never_printed_error`, applied by the
 worker within a chunk and by the runner across chunks.
 
+Where it runs: the worker only cuts the block out of the stdout
+(:func:`extract_block`, plain ``str`` methods a script cannot patch, in the
+light module :mod:`.blocks`, so workers need not import pandas or pydantic); the
+JSON is parsed and validated in candleflow's own process
+(:func:`parse_block`), so a script that patches ``json`` or ``pydantic`` in
+its worker cannot change how any output, its own included, is read.
+
 >>> parse_indicator_output("warming\\nINDICATOR_START\\n{\\"values\\": [1.5], \\"current\\": 1.5}\\nINDICATOR_END\\n",
 ...                        component="sma", candle=3)
 (1.5, 'warming')
@@ -35,23 +42,22 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError
 
+from candleflow.components.script.blocks import (  # noqa: F401 -- re-exported: the protocol's whole API is here
+    MARKERS,
+    SNIPPET,
+    Kind,
+    NoBlockError,
+    extract_block,
+    missing_block_error,
+    never_printed_error,
+    stdout_tail,
+)
 from candleflow.errors import ComponentError
-
-Kind = Literal["indicator", "signal"]
-MARKERS: dict[str, tuple[str, str]] = {
-    "indicator": ("INDICATOR_START", "INDICATOR_END"),
-    "signal": ("SIGNAL_START", "SIGNAL_END"),
-}
-SNIPPET = 200  # characters of offending text quoted in an error's detail
-
-
-class NoBlockError(ComponentError):
-    """The candle's stdout holds no marked block at all (maybe still warming up)."""
 
 
 class SignalEvent(NamedTuple):
@@ -108,18 +114,36 @@ _SIGNAL_LIST = TypeAdapter(list[SignalEventPayload])
 def parse_indicator_output(stdout: str, *, component: str, candle: int) -> tuple[float | None, str]:
     """The ``current`` value of an indicator block (None = no value yet) and the log."""
     block, log = extract_block(stdout, "indicator", component=component, candle=candle)
-    data = _load_json(block, "indicator", component=component, candle=candle)
-    try:
-        payload = IndicatorPayload.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(exc, "indicator", block, component=component, candle=candle) from None
-    return payload.current, log
+    return parse_indicator_block(block, component=component, candle=candle), log
 
 
 def parse_signal_output(stdout: str, *, component: str, candle: int,
                         candle_time: pd.Timestamp) -> tuple[list[SignalEvent], str]:
     """The events of a signal block and the log; rejects look-ahead timestamps."""
     block, log = extract_block(stdout, "signal", component=component, candle=candle)
+    return parse_signal_block(block, component=component, candle=candle, candle_time=candle_time), log
+
+
+def parse_block(kind: Kind, block: str, *, component: str, candle: int,
+                candle_time: pd.Timestamp | None = None) -> float | None | list[SignalEvent]:
+    """The value of a block's text (as cut out by :func:`extract_block`): see the two functions below."""
+    if kind == "indicator":
+        return parse_indicator_block(block, component=component, candle=candle)
+    return parse_signal_block(block, component=component, candle=candle, candle_time=candle_time)
+
+
+def parse_indicator_block(block: str, *, component: str, candle: int) -> float | None:
+    """The ``current`` value of an indicator block's text (None = no value yet)."""
+    data = _load_json(block, "indicator", component=component, candle=candle)
+    try:
+        payload = IndicatorPayload.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc, "indicator", block, component=component, candle=candle) from None
+    return payload.current
+
+
+def parse_signal_block(block: str, *, component: str, candle: int, candle_time: pd.Timestamp) -> list[SignalEvent]:
+    """The events of a signal block's text; rejects look-ahead timestamps."""
     data = _load_json(block, "signal", component=component, candle=candle)
     try:
         payloads = _SIGNAL_LIST.validate_python(data)
@@ -133,52 +157,7 @@ def parse_signal_output(stdout: str, *, component: str, candle: int,
                 f"{candle_time.isoformat()} (look-ahead)",
                 component=component, candle=candle, detail=_snippet(block))
         events.append(SignalEvent(payload.timestamp, payload.signal_type, payload.strength, payload.metadata))
-    return events, log
-
-
-def extract_block(stdout: str, kind: Kind, *, component: str, candle: int) -> tuple[str, str]:
-    """Split stdout into (text between the markers, text outside them), both stripped."""
-    start_marker, end_marker = MARKERS[kind]
-    starts, ends = stdout.count(start_marker), stdout.count(end_marker)
-    if starts == 0 and ends == 0:
-        raise NoBlockError(f"printed no {start_marker}/{end_marker} block",
-                           component=component, candle=candle, detail=stdout_tail(stdout))
-    if starts > 1 or ends > 1:
-        raise ComponentError(f"printed {max(starts, ends)} {start_marker}/{end_marker} blocks; expected one per candle",
-                             component=component, candle=candle, detail=stdout_tail(stdout))
-    start, end = stdout.find(start_marker), stdout.find(end_marker)
-    if starts == 0 or ends == 0 or end < start:
-        missing = end_marker if ends == 0 else start_marker
-        raise ComponentError(f"{start_marker}/{end_marker} block without {missing}",
-                             component=component, candle=candle, detail=stdout_tail(stdout))
-    block = stdout[start + len(start_marker):end].strip()
-    log = (stdout[:start].strip() + "\n" + stdout[end + len(end_marker):].strip()).strip()
-    return block, log
-
-
-def missing_block_error(kind: Kind, *, component: str, candle: int, stdout: str) -> ComponentError:
-    """A candle printed no block although the candle before it did."""
-    start_marker, end_marker = MARKERS[kind]
-    return ComponentError(
-        f"printed no {start_marker}/{end_marker} block after printing one on candle {candle - 1} "
-        f"(only candles before a component's first block may lack one)",
-        component=component, candle=candle, detail=f"stdout: {stdout_tail(stdout)}")
-
-
-def never_printed_error(kind: Kind, *, component: str, n_candles: int, last_stdout: str) -> ComponentError:
-    """The component printed no block on any candle of the run."""
-    start_marker, end_marker = MARKERS[kind]
-    return ComponentError(
-        f"printed no {start_marker}/{end_marker} block on any of {n_candles} candles",
-        component=component, candle=n_candles - 1, detail=f"last stdout: {stdout_tail(last_stdout)}")
-
-
-def stdout_tail(text: str, limit: int = SNIPPET) -> str:
-    """The last ``limit`` characters of ``text`` (``(empty)`` if blank), for error details."""
-    text = text.strip()
-    if not text:
-        return "(empty)"
-    return text if len(text) <= limit else "..." + text[-limit:]
+    return events
 
 
 def _snippet(text: str, around: int | None = None) -> str:

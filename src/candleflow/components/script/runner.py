@@ -1,8 +1,9 @@
 """Run a script component over a candle series: the entry point of a script node.
 
-Algorithm: check the arguments, read the script's ``LOOKBACK`` statically,
-serialise the candles and inputs once (:class:`~.environment.RunData`), run
-every candle on the warm worker pool (:mod:`.pool`), then walk the per-candle
+Algorithm: check the arguments, read the script's ``LOOKBACK`` and leading
+imports statically, serialise the candles and inputs once
+(:class:`~.environment.RunData`), run every candle on the worker pool
+(:mod:`.pool`; ``isolation`` picks a process per chunk or per candle), then walk the per-candle
 results in order applying the block rule -- candles before the first marked
 block are warm-up; after it, a candle without a block is an error, as is a
 run with no block at all -- and assemble the output: a float64 Series for an
@@ -14,6 +15,7 @@ The earliest failure wins, so errors read as if candles ran one by one.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
@@ -21,7 +23,7 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from candleflow.components.script.environment import RunData, script_lookback
+from candleflow.components.script.environment import RunData, script_imports, script_lookback
 from candleflow.components.script.pool import RunOutcome, get_pool
 from candleflow.components.script.protocol import missing_block_error, never_printed_error
 from candleflow.components.script.worker import CandleResult, ScriptJob
@@ -45,6 +47,7 @@ def run_script_component(
     lookback: int | None = None,
     timeout: float = 10.0,
     workers: int | None = None,
+    isolation: Literal["warm", "process"] = "warm",
     progress: Callable[[int], None] | None = None,
     verbose: bool = False,
 ) -> pd.Series | pd.DataFrame:
@@ -54,13 +57,18 @@ def run_script_component(
     ``COMPONENT_PARAMS``; ``lookback`` (else the script's ``LOOKBACK``) limits
     ``CANDLE_DATA`` to the last N candles.  ``timeout`` is per candle;
     ``workers`` caps the worker processes used (default: all of the pool);
-    ``progress(n_done)`` is called as candles complete; ``verbose`` logs every
+    ``isolation`` is ``warm`` (a fresh process per chunk of candles, process
+    state restored after each candle) or ``process`` (a fresh process per
+    candle), see :mod:`.pool`; the script starts from this process's
+    environment and working directory; ``progress(n_done)`` is called as candles complete; ``verbose`` logs every
     call with its duration and output on the ``candleflow.script`` logger.
     """
     if kind not in ("indicator", "signal"):
         raise ValueError(f"kind must be 'indicator' or 'signal', not {kind!r}")
     if timeout <= 0 or (lookback is not None and lookback < 1) or (workers is not None and workers < 1):
         raise ValueError("timeout must be > 0, lookback and workers >= 1")
+    if isolation not in ("warm", "process"):
+        raise ValueError(f"isolation must be 'warm' or 'process', not {isolation!r}")
     path = Path(path).resolve()
     if not path.is_file():
         raise ComponentError(f"script not found: {path}", component=name)
@@ -78,7 +86,8 @@ def run_script_component(
 
     data = RunData.build(candles, kind=kind, name=name, symbol=symbol, timeframe=timeframe,
                          inputs=inputs, params=params, lookback=lookback)
-    job = ScriptJob(str(path), data, verbose)
+    job = ScriptJob(str(path), data, verbose, isolation=isolation, env=dict(os.environ), cwd=_cwd(),
+                    preload=script_imports(path))
     started = time.perf_counter()
     outcome = get_pool().run(job, n, workers=workers, timeout=timeout,
                              on_candle=_Reporter(name, progress, verbose))
@@ -86,11 +95,21 @@ def run_script_component(
     if progress is not None:
         progress(n)
     if verbose:
-        logger.info("script %s '%s': %d candles in %.2f s on %d worker(s), lookback %s",
-                    kind, name, n, time.perf_counter() - started, outcome.workers_used, lookback or "none")
+        logger.info("script %s '%s': %d candles in %.2f s on %d worker(s), lookback %s, isolation %s",
+                    kind, name, n, time.perf_counter() - started, outcome.workers_used, lookback or "none",
+                    isolation)
     if kind == "indicator":
         return _indicator_series(results, candles.index, name)
     return _signal_frame(results)
+
+
+def _cwd() -> str | None:
+    """This process's working directory; None if it was deleted (the workers keep the one they inherited,
+    as a child process started now would)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
 
 
 class _Reporter:

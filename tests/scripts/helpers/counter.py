@@ -1,0 +1,2 @@
+# State for counts_in_module.py.
+count = 0
