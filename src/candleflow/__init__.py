@@ -12,8 +12,9 @@ imports ``candleflow.components.script.worker`` does not load Dask and networkx.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from candleflow._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -51,9 +52,4 @@ if TYPE_CHECKING:
     from candleflow.vocab import NodeStats, ScriptOptions, make_signal_frame
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'candleflow' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())

@@ -25,7 +25,7 @@ import threading
 import traceback
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import click
 import typer
@@ -228,16 +228,13 @@ def render(
 ) -> None:
     """Draw the compiled strategy graph with graphviz."""
     from candleflow.backtest import prepare  # lazy: see the module docstring
-    from candleflow.output_paths import writing  # lazy: see the module docstring
     from candleflow.visualize import render_graph  # lazy: see the module docstring
     from candleflow.visualize.graph import check_graph_output  # lazy: see the module docstring
 
     check_graph_output(output, "-o")
     compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
                           component_dirs=components or ())
-    with writing(output, "the graph"):
-        render_graph(compiled, output)
-    typer.echo(f"wrote {output}")
+    _write(output, "the graph", lambda: render_graph(compiled, output))
 
 
 @app.command()
@@ -246,13 +243,11 @@ def report(
     output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
 ) -> None:
     """Write a self-contained HTML report of a finished run."""
-    from candleflow.output_paths import check_file, writing  # lazy: see the module docstring
+    from candleflow.output_paths import check_file  # lazy: see the module docstring
     from candleflow.visualize import write_report  # lazy: see the module docstring
 
     check_file(output, "-o")
-    with writing(output, "the report"):
-        write_report(results, output)
-    typer.echo(f"wrote {output}")
+    _write(output, "the report", lambda: write_report(results, output))
 
 
 @app.command()
@@ -315,13 +310,20 @@ def sample(
 ) -> None:
     """Write a bundled sample data set to a file."""
     from candleflow.data import SAMPLES, sample_candles, write_candles  # lazy: see the module docstring
-    from candleflow.output_paths import check_file, writing  # lazy: see the module docstring
+    from candleflow.output_paths import check_file  # lazy: see the module docstring
 
     if name not in SAMPLES:
         raise ConfigError(f"unknown sample '{name}' (samples: {', '.join(SAMPLES)})")
     check_file(output, "-o")
-    with writing(output, "the sample"):
-        write_candles(sample_candles(name), output)
+    _write(output, "the sample", lambda: write_candles(sample_candles(name), output))
+
+
+def _write(output: Path, what: str, write: Callable[[], Any]) -> None:
+    """Run ``write`` (a full disk is one line naming ``output``), then say where ``what`` went."""
+    from candleflow.output_paths import writing  # lazy: see the module docstring
+
+    with writing(output, what):
+        write()
     typer.echo(f"wrote {output}")
 
 

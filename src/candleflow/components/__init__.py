@@ -6,8 +6,9 @@ imports ``candleflow.components.script.worker``, does not load pydantic.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from candleflow._lazy import lazy_getattr
 
 __all__ = ["Component", "Registry", "describe", "indicator", "signal"]
 _HOMES = {"Registry": "candleflow.components.registry"}  # the rest: candleflow.components.declare
@@ -17,10 +18,5 @@ if TYPE_CHECKING:
     from candleflow.components.registry import Registry
 
 
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        module = _HOMES.get(name, "candleflow.components.declare")
-        value = getattr(importlib.import_module(module), name)  # lazy: see the module docstring
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {name: _HOMES.get(name, "candleflow.components.declare") for name in __all__},
+                           globals())

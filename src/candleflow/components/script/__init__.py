@@ -12,8 +12,9 @@ The public names are imported lazily, so a worker process, which imports
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from candleflow._lazy import lazy_getattr
 
 _PUBLIC = {
     "run_script_component": "candleflow.components.script.runner",
@@ -27,9 +28,4 @@ if TYPE_CHECKING:
     from candleflow.components.script.runner import run_script_component
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())
