@@ -271,11 +271,19 @@ def _stretch_extremes(opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, ev
     return low.tolist(), high.tolist()
 
 
+def _mirrored(side: int, low, high):
+    """``(sign, adverse, favourable)``: a short is a long in negated prices, whose high is the adverse extreme.
+
+    Every stop test below is written once, for a long, on ``sign x price``; negation is exact, and NaN
+    compares false either way.
+    """
+    return (1.0, low, high) if side > 0 else (-1.0, high, low)
+
+
 def _touches(side: int, stop: float, target: float, low: float, high: float) -> bool:
     """Whether a stretch with these extremes has a bar where :func:`_stop_exit` fires."""
-    if side > 0:
-        return low <= stop or high >= target
-    return high >= stop or low <= target
+    sign, adverse, favourable = _mirrored(side, low, high)
+    return sign * adverse <= sign * stop or sign * favourable >= sign * target
 
 
 _SCAN_IN_PYTHON = 32  # bars; shorter stretches are cheaper to scan without numpy's per-call cost
@@ -288,26 +296,20 @@ def _first_stop_bar(side: int, stop: float, target: float, opens: np.ndarray, hi
     The first few bars are checked one by one; after that numpy scans growing chunks,
     so a stop hit soon after the entry costs little even when the next event is far away.
     """
+    sign, adverse, favourable = _mirrored(side, lows, highs)
+    stop, target = sign * stop, sign * target
     end = min(stop_before, start + _SCAN_IN_PYTHON)
-    bars = zip(range(start, end), opens[start:end].tolist(), highs[start:end].tolist(), lows[start:end].tolist())
-    if side > 0:
-        for bar, o, h, l in bars:
-            if o <= stop or o >= target or l <= stop or h >= target:
-                return bar
-    else:
-        for bar, o, h, l in bars:
-            if o >= stop or o <= target or h >= stop or l <= target:
-                return bar
+    bars = zip(range(start, end), opens[start:end].tolist(), adverse[start:end].tolist(),
+               favourable[start:end].tolist())
+    for bar, o, a, f in bars:
+        if sign * o <= stop or sign * o >= target or sign * a <= stop or sign * f >= target:
+            return bar
     chunk = 64
     lo = start + _SCAN_IN_PYTHON
     while lo < stop_before:
         hi = min(stop_before, lo + chunk)
-        o, h, l = opens[lo:hi], highs[lo:hi], lows[lo:hi]
-        if side > 0:
-            touched = (o <= stop) | (o >= target) | (l <= stop) | (h >= target)
-        else:
-            touched = (o >= stop) | (o <= target) | (h >= stop) | (l <= target)
-        found = np.flatnonzero(touched)
+        o, a, f = sign * opens[lo:hi], sign * adverse[lo:hi], sign * favourable[lo:hi]
+        found = np.flatnonzero((o <= stop) | (o >= target) | (a <= stop) | (f >= target))
         if len(found):
             return lo + int(found[0])
         lo = hi
@@ -322,24 +324,15 @@ def _stop_exit(side: int, stop: float, target: float, open_: float, high: float,
     The open is checked first (a gap fills at the open); within the bar the stop-loss
     wins if both levels are touched.
     """
-    if side > 0:
-        if open_ <= stop:
-            return open_, "stop_loss"
-        if open_ >= target:
-            return open_, "take_profit"
-        if low <= stop:
-            return stop, "stop_loss"
-        if high >= target:
-            return target, "take_profit"
-    else:
-        if open_ >= stop:
-            return open_, "stop_loss"
-        if open_ <= target:
-            return open_, "take_profit"
-        if high >= stop:
-            return stop, "stop_loss"
-        if low <= target:
-            return target, "take_profit"
+    sign, adverse, favourable = _mirrored(side, low, high)
+    if sign * open_ <= sign * stop:
+        return open_, "stop_loss"
+    if sign * open_ >= sign * target:
+        return open_, "take_profit"
+    if sign * adverse <= sign * stop:
+        return stop, "stop_loss"
+    if sign * favourable >= sign * target:
+        return target, "take_profit"
     return math.nan, None
 
 
