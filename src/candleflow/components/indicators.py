@@ -312,7 +312,7 @@ def vwap(high: pd.Series, low: pd.Series, close: pd.Series, volume: pd.Series) -
     if not isinstance(close.index, pd.DatetimeIndex):
         raise ValueError("vwap needs candles indexed by time (its sums reset at each UTC midnight)")
     times = close.index.tz_convert("UTC") if close.index.tz is not None else close.index
-    day = np.asarray(times.floor("D"))
+    day = times.floor("D").asi8  # integer keys: grouping by datetime64 values is ~50x slower
     typical = (high + low + close) / 3.0
     days = typical.groupby(day)
     value = (typical * volume).groupby(day).cumsum() / volume.groupby(day).cumsum()
