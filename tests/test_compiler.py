@@ -61,8 +61,9 @@ rules: {entry: {golden_cross: buy, lunar_eclipse: sell}}
 """, tmp_path)
     assert err.file == "s.yaml" and err.path == "indicators[0].component"
     assert str(err) == (
-        "s.yaml: indicators[0].component: unknown indicator component 'smaa' (known: atr, bollinger, ema, macd, "
-        "rsi, sma; or component: script with a path) (and 2 more: indicators[1].params.period: Input should be "
+        "s.yaml: indicators[0].component: unknown indicator component 'smaa' (known: adx, atr, bollinger, cci, "
+        "donchian, ema, highest, hma, keltner, lowest, macd, obv, roc, rsi, sma, stddev, stoch, vwap, wma; "
+        "or component: script with a path) (and 2 more: indicators[1].params.period: Input should be "
         "greater than or equal to 1, got -1; rules.entry.lunar_eclipse: no signal emits 'lunar_eclipse' "
         "(emitted: death_cross, golden_cross))")
 

@@ -38,7 +38,8 @@ rules:
 
 FAST = "{name: fast, component: sma, params: {period: 5}}"
 SLOW = "{name: slow, component: sma, params: {period: 20}}"
-KNOWN_INDICATORS = "atr, bollinger, ema, macd, rsi, sma"
+KNOWN_INDICATORS = ("adx, atr, bollinger, cci, donchian, ema, highest, hma, keltner, lowest, macd, obv, roc, rsi, sma, "
+                    "stddev, stoch, vwap, wma")
 
 
 def edit(old: str, new: str, base: str = GOOD) -> str:

@@ -4,8 +4,9 @@ The candleflow values are the node outputs of a real run (``tests/crosscheck/str
 all_indicators.yaml``), so the vectorized and the incremental execution paths are both the
 ones users get.  References:
 
-* written-out textbook formulas below, plain Python loops over the candles, always run;
-* TA-Lib's Python wrapper (``talib``) when it is installed.
+* written-out textbook formulas below, plain Python loops over the candles, always run (for
+  ``vwap``, ``donchian`` and ``keltner``, which TA-Lib lacks, the only reference);
+* TA-Lib's Python wrapper (``talib``) when it is installed (HMA composed from ``talib.WMA``).
 
 Both must agree with candleflow to ``TOLERANCE`` at every candle after warm-up, and the
 warm-up (the leading NaNs) must have the same length.  The one TA-Lib function that differs
@@ -35,9 +36,11 @@ TOLERANCE = 1e-9  # max abs difference after warm-up
 
 PARAMS = {
     "defaults": dict(sma=20, ema=20, rsi=14, atr=14, bb_period=20, bb_stddev=2.0, macd_fast=12, macd_slow=26,
-                     macd_signal=9),
+                     macd_signal=9, wma=20, hma=16, stoch_k=14, stoch_smooth=3, stoch_d=3, adx=14, cci=20,
+                     donchian=20, kc_period=20, kc_atr=10, kc_mult=2.0, roc=10, stddev=20, extreme=20),
     "other": dict(sma=7, ema=5, rsi=9, atr=5, bb_period=10, bb_stddev=1.5, macd_fast=5, macd_slow=35,
-                  macd_signal=5),
+                  macd_signal=5, wma=9, hma=25, stoch_k=5, stoch_smooth=2, stoch_d=4, adx=7, cci=14,
+                  donchian=55, kc_period=10, kc_atr=14, kc_mult=1.5, roc=3, stddev=5, extreme=7),
 }
 
 
@@ -120,6 +123,31 @@ def ref_macd(x: list[float], fast: int, slow: int, signal: int) -> tuple[list[fl
     return line, sig, [v - s for v, s in zip(line, sig)]
 
 
+def ref_vwap(times: pd.DatetimeIndex, high, low, close, volume) -> list[float]:
+    """Sum of typical price * volume over sum of volume, both restarted at each UTC midnight."""
+    out, day, pv, vol = [], None, 0.0, 0.0
+    for t, h, l, c, v in zip(times, high, low, close, volume):
+        if t.date() != day:
+            day, pv, vol = t.date(), 0.0, 0.0
+        pv, vol = pv + (h + l + c) / 3 * v, vol + v
+        out.append(pv / vol if vol else math.nan)
+    return out
+
+
+def ref_donchian(high, low, n: int) -> tuple[list[float], list[float], list[float]]:
+    """Highest high and lowest low of the last n candles (the current one included), and their mean."""
+    upper = [max(high[i + 1 - n:i + 1]) if i >= n - 1 else math.nan for i in range(len(high))]
+    lower = [min(low[i + 1 - n:i + 1]) if i >= n - 1 else math.nan for i in range(len(low))]
+    return upper, [(u + d) / 2 for u, d in zip(upper, lower)], lower
+
+
+def ref_keltner(high, low, close, n: int, atr_n: int, k: float) -> tuple[list[float], list[float], list[float]]:
+    """EMA(close, n) +- k * Wilder ATR(atr_n); all three from the first candle where both exist."""
+    middle, atr = ref_ema(close, n), ref_atr(high, low, close, atr_n)
+    middle = [m if not math.isnan(a) else math.nan for m, a in zip(middle, atr)]
+    return [m + k * a for m, a in zip(middle, atr)], middle, [m - k * a for m, a in zip(middle, atr)]
+
+
 # ----------------------------------------------------------------------------- fixtures and checks
 
 @pytest.fixture(scope="module", params=["GOOG", "EURUSD"])
@@ -192,6 +220,24 @@ def test_macd_textbook(candles, params, outputs):
         assert_matches(outputs["macd"][column], values, f"macd.{column}")
 
 
+def test_vwap_textbook(candles, outputs):
+    times = candles.index.tz_localize("UTC") if candles.index.tz is None else candles.index.tz_convert("UTC")
+    reference = ref_vwap(times, *columns(candles), candles["Volume"].tolist())
+    assert_matches(outputs["vwap"], reference, "vwap")
+
+
+def test_donchian_textbook(candles, params, outputs):
+    high, low, _ = columns(candles)
+    for column, values in zip(("upper", "middle", "lower"), ref_donchian(high, low, params["donchian"])):
+        assert_matches(outputs["donchian"][column], values, f"donchian.{column}")
+
+
+def test_keltner_textbook(candles, params, outputs):
+    reference = ref_keltner(*columns(candles), params["kc_period"], params["kc_atr"], params["kc_mult"])
+    for column, values in zip(("upper", "middle", "lower"), reference):
+        assert_matches(outputs["keltner"][column], values, f"keltner.{column}")
+
+
 # ----------------------------------------------------------------------------- against TA-Lib
 
 
@@ -238,3 +284,41 @@ def test_macd_talib_macd_function(talib, candles, params, outputs):
     reference = talib.MACD(close, params["macd_fast"], params["macd_slow"], params["macd_signal"])
     for column, values in zip(("macd", "signal", "hist"), reference):
         assert_matches(outputs["macd"][column], values, f"macd.{column}")
+
+
+def test_wma_hma_talib(talib, candles, params, outputs):
+    close = candles["Close"].to_numpy(dtype=float)
+    assert_matches(outputs["wma"], talib.WMA(close, params["wma"]), "wma")
+    n = params["hma"]
+    hull = talib.WMA(2 * talib.WMA(close, n // 2) - talib.WMA(close, n), math.isqrt(n))
+    assert_matches(outputs["hma"], hull, "hma")
+
+
+def test_stoch_talib(talib, candles, params, outputs):
+    high, low, close = (candles[c].to_numpy(dtype=float) for c in ("High", "Low", "Close"))
+    k, d = talib.STOCH(high, low, close, params["stoch_k"], params["stoch_smooth"], 0, params["stoch_d"], 0)
+    assert_matches(outputs["stoch"]["k"], k, "stoch.k")
+    assert_matches(outputs["stoch"]["d"], d, "stoch.d")
+
+
+def test_adx_talib(talib, candles, params, outputs):
+    high, low, close = (candles[c].to_numpy(dtype=float) for c in ("High", "Low", "Close"))
+    n = params["adx"]
+    assert_matches(outputs["adx"]["adx"], talib.ADX(high, low, close, n), "adx.adx")
+    assert_matches(outputs["adx"]["plus_di"], talib.PLUS_DI(high, low, close, n), "adx.plus_di")
+    assert_matches(outputs["adx"]["minus_di"], talib.MINUS_DI(high, low, close, n), "adx.minus_di")
+
+
+def test_cci_obv_roc_talib(talib, candles, params, outputs):
+    high, low, close, volume = (candles[c].to_numpy(dtype=float) for c in ("High", "Low", "Close", "Volume"))
+    assert_matches(outputs["cci"], talib.CCI(high, low, close, params["cci"]), "cci")
+    assert_matches(outputs["obv"], talib.OBV(close, volume), "obv")
+    assert_matches(outputs["roc"], talib.ROC(close, params["roc"]), "roc")
+
+
+def test_stddev_highest_lowest_talib(talib, candles, params, outputs):
+    high, low, close = (candles[c].to_numpy(dtype=float) for c in ("High", "Low", "Close"))
+    assert_matches(outputs["stddev"], talib.STDDEV(close, params["stddev"], 1.0), "stddev")
+    assert_matches(outputs["highest"], talib.MAX(high, params["extreme"]), "highest")
+    assert_matches(outputs["lowest"], talib.MIN(low, params["extreme"]), "lowest")
+    assert_matches(outputs["highest_close"], talib.MAX(close, params["extreme"]), "highest_close")

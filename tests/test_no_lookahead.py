@@ -29,6 +29,21 @@ INDICATOR_PARAMS = {
     "bollinger": st.fixed_dictionaries({"period": st.integers(2, 30), "stddev": st.floats(0.5, 3.0)}),
     "macd": st.integers(2, 12).flatmap(lambda fast: st.fixed_dictionaries({
         "fast": st.just(fast), "slow": st.integers(fast + 1, 30), "signal": st.integers(1, 12)})),
+    "wma": st.fixed_dictionaries({"period": st.integers(1, 30)}),
+    "hma": st.fixed_dictionaries({"period": st.integers(2, 30)}),
+    "stoch": st.fixed_dictionaries({"k_period": st.integers(1, 20), "k_smooth": st.integers(1, 5),
+                                    "d_period": st.integers(1, 5)}),
+    "adx": st.fixed_dictionaries({"period": st.integers(2, 20)}),
+    "cci": st.fixed_dictionaries({"period": st.integers(1, 30)}),
+    "obv": st.just({}),
+    "vwap": st.just({}),
+    "donchian": st.fixed_dictionaries({"period": st.integers(1, 30)}),
+    "keltner": st.fixed_dictionaries({"period": st.integers(1, 20), "atr_period": st.integers(1, 20),
+                                      "multiplier": st.floats(0.5, 3.0)}),
+    "roc": st.fixed_dictionaries({"period": st.integers(1, 30)}),
+    "stddev": st.fixed_dictionaries({"period": st.integers(1, 30)}),
+    "highest": st.fixed_dictionaries({"period": st.integers(1, 30)}),
+    "lowest": st.fixed_dictionaries({"period": st.integers(1, 30)}),
 }
 
 
