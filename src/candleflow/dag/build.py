@@ -4,7 +4,7 @@ Algorithm
 ---------
 1. *Key* every node top-down (:func:`node_keys`): ``tokenize`` of what
    determines its output -- the component's source hash (or the script file's
-   bytes), params, bindings, options and the upstream keys, down to the
+   bytes), params, bindings, options, its timeframe and offset and the upstream keys, down to the
    candles' key; the evaluator's key includes :func:`evaluator_code_hash`, the
    hash of the source of the code it runs, so an upgrade can never reuse a
    stale result.  Equal keys mean equal outputs.
@@ -74,7 +74,8 @@ def node_keys(compiled: CompiledStrategy, candles_key: str, *, fixed: Mapping[st
             source = plan.script.read_bytes() if plan.script else plan.component.source_hash
             strict = ("process",) if plan.script and script_isolation(plan, isolation) == "process" else ()
             token = tokenize(KEY_VERSION, plan.kind, source, plan.params, plan.bindings,
-                             plan.spec.lookback, strategy.symbol, strategy.timeframe, upstream, *strict)
+                             plan.spec.lookback, strategy.symbol, strategy.timeframe, plan.timeframe, upstream,
+                             *strict)
         keys[name] = f"{name}-{token}"
     return keys
 

@@ -146,6 +146,9 @@ def _describe(compiled: "CompiledStrategy", name: str) -> list[str]:
         return [escape(_clip(f"{key}: {action}")) for key, action in rules]
     plan: NodePlan = compiled.plans[name]
     lines = [f"<I>{escape(_clip(plan.label))}</I>"]
+    if plan.timeframe is not None:
+        offset = f" +{plan.spec.timeframe_offset}" if plan.spec.timeframe_offset else ""
+        lines.append(escape(_clip(f"timeframe {plan.spec.timeframe}{offset}")))
     params = [f"{_short(key)}={_short(value)}" for key, value in plan.params.items()]
     lines += [escape(", ".join(params[i:i + 3])) for i in range(0, len(params), 3)]
     return lines
