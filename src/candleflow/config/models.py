@@ -50,6 +50,24 @@ class DataSource(_Strict):
         return self
 
 
+class Reference(_Strict):
+    """Another series (a symbol, an index) whose candle columns nodes may read as ``name.close``.
+
+    ``timeframe`` is its candles' period (default: the strategy's); a reference candle is seen from its close on.
+    """
+
+    path: PathText
+    format: Literal["csv", "parquet"] | None = None
+    timeframe: str | None = None
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str | None) -> str | None:
+        if value is not None and not parse_timeframe(value):
+            raise ValueError(f"timeframe '{value}' not understood; use e.g. 1h, 1d")
+        return value
+
+
 class ComponentSpec(_Strict):
     """Fields shared by indicator and signal nodes."""
 
@@ -145,6 +163,7 @@ class Strategy(_Strict):
     symbol: str
     timeframe: str
     data: DataSource
+    references: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Reference] = Field(default_factory=dict)
     components: list[PathText] = Field(default_factory=list)
     indicators: list[IndicatorSpec] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(default_factory=list)

@@ -123,6 +123,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
     specs += [("signal", f"signals[{i}]", s) for i, s in enumerate(strategy.signals)]
     kinds: dict[str, str] = {}
     first_paths: dict[str, str] = {}
+    _add_references(compiled, kinds, first_paths, errors)
     for kind, path, spec in specs:
         if spec.name in RESERVED:
             errors.append((f"{path}.name", f"'{spec.name}' is reserved; pick another name"))
@@ -138,8 +139,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
         if plan is not None and kinds.get(spec.name) == kind and spec.name not in compiled.plans:
             compiled.plans[spec.name] = plan
     for name, plan in list(compiled.plans.items()):
-        bindings = tuple(replace(b, timeframe=compiled.plans[b.source].timeframe) if b.source in compiled.plans
-                         else b for b in plan.bindings)
+        bindings = tuple(replace(b, timeframe=_source_timeframe(compiled, b.source)) for b in plan.bindings)
         compiled.plans[name] = replace(plan, bindings=bindings)
         graph.add_node(name, kind=plan.kind, plan=compiled.plans[name], yaml_path=plan.yaml_path)
     for name, plan in compiled.plans.items():
@@ -217,6 +217,35 @@ def _plan_node(kind, path, spec, registry, workspace, errors) -> NodePlan | None
     return NodePlan(spec.name, kind, path, spec, component, None, params, tuple(bindings))
 
 
+def _add_references(compiled: CompiledStrategy, kinds: dict[str, str], first_paths: dict[str, str], errors) -> None:
+    """One ``reference`` node per ``references`` entry: its file (checked to exist) and candle period."""
+    strategy = compiled.strategy
+    for name, reference in strategy.references.items():
+        path = f"references.{name}"
+        if name in RESERVED:
+            errors.append((path, f"'{name}' is reserved; pick another name"))
+            continue
+        file = Path(reference.path)
+        file = file if file.is_absolute() else compiled.workspace / file
+        if not file.is_file():
+            errors.append((f"{path}.path", f"file '{reference.path}' not found (relative paths start at the "
+                                           f"workspace {compiled.workspace})"))
+            continue
+        period = parse_timeframe(reference.timeframe or strategy.timeframe)
+        compiled.graph.add_node(name, kind="reference", label=reference.path, file=file, format=reference.format,
+                                timeframe=(period, 0), yaml_path=path)
+        kinds[name] = "reference"
+        first_paths[name] = path
+
+
+def _source_timeframe(compiled: CompiledStrategy, source: str) -> tuple[int, int] | None:
+    if source in compiled.plans:
+        return compiled.plans[source].timeframe
+    if compiled.graph.nodes.get(source, {}).get("kind") == "reference":
+        return compiled.graph.nodes[source]["timeframe"]
+    return None
+
+
 def _with_timeframe(plan: NodePlan, base_text: str, errors) -> NodePlan | None:
     """``plan`` with its higher timeframe as (period, offset) seconds, or None after an error at its YAML path."""
     spec = plan.spec
@@ -248,7 +277,12 @@ def _timeframe_text(plan: NodePlan | None, timeframe: tuple[int, int] | None) ->
 
 def _check_timeframes(plan: NodePlan, binding: Binding, plans: dict[str, NodePlan]) -> str | None:
     """A higher-timeframe node reads candle columns or nodes on its own timeframe (and offset)."""
-    if plan.timeframe is None or binding.source not in plans or binding.timeframe == plan.timeframe:
+    if plan.timeframe is None or binding.source == CANDLES:
+        return None
+    if binding.source not in plans:
+        return (f"'{binding.source}' is a reference; a higher-timeframe node reads candle columns or nodes "
+                f"on its own timeframe" if binding.timeframe is not None else None)
+    if binding.timeframe == plan.timeframe:
         return None
     source = _timeframe_text(plans.get(binding.source), binding.timeframe)
     return (f"'{binding.source}' is on {source}, this node on {_timeframe_text(plan, plan.timeframe)}; "
@@ -303,6 +337,11 @@ def _check_binding(plan: NodePlan, binding: Binding, kinds: dict[str, str], plan
         return None
     if binding.source not in kinds:
         return f"unknown indicator '{binding.ref}'"
+    if kinds[binding.source] == "reference":
+        if binding.output not in CANDLE_COLUMNS:
+            return (f"reference '{binding.source}' has the candle columns {', '.join(CANDLE_COLUMNS)}; "
+                    f"write e.g. '{binding.source}.close'")
+        return None
     if kinds[binding.source] == "signal":
         return f"'{binding.source}' is a signal; inputs must be indicators or candle columns"
     source = plans.get(binding.source)
