@@ -150,15 +150,17 @@ def test_visible_value_equals_the_value_from_the_prefix(tf, offset_hours, n, see
             pd.testing.assert_frame_equal(full, prefix_values[name].reset_index(drop=True))
         # the higher signal's events: one per event on the pandas higher candles closed by candle i
         d_cross = values["d_cross"]
-        assert (d_cross["bar"] <= i).sum() == _pandas_cross_events(higher, sma)
+        level = higher["close"].rolling(period).mean().to_numpy()  # the sma's textbook formula, as ma_crossover sees it
+        assert (d_cross["bar"] <= i).sum() == _cross_events(higher["close"].to_numpy(), level)
 
 
-def _pandas_cross_events(higher: pd.DataFrame, level: np.ndarray) -> int:
-    close = higher["close"].to_numpy()
-    above = close > level
-    prev = np.r_[False, above[:-1]]
-    valid = ~np.isnan(level) & ~np.isnan(np.r_[np.nan, level[:-1]])
-    return int(((above != prev) & valid).sum())
+def _cross_events(close: np.ndarray, level: np.ndarray) -> int:
+    """Crossings by the seed's rule: up when close[i-1] <= level[i-1] and close[i] > level[i]; down mirrored."""
+    before_close, before_level = np.r_[np.nan, close[:-1]], np.r_[np.nan, level[:-1]]
+    with np.errstate(invalid="ignore"):
+        up = (before_close <= before_level) & (close > level)
+        down = (before_close >= before_level) & (close < level)
+    return int(up.sum() + down.sum())
 
 
 # --- compile errors and keys ---------------------------------------------------------------------
