@@ -19,6 +19,7 @@ from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_w
 from candleflow.dag.cache import NodeCache
 from candleflow.dag.executor import Scheduler, execute
 from candleflow.data import load_candles, load_source, validate_candles
+from candleflow.nodes.compute import base_aligned
 from candleflow.results import write_results
 from candleflow.vocab import NodeStats, ScriptOptions
 
@@ -56,7 +57,10 @@ class BacktestResult:
         return self.simulation.metrics
 
     def indicators(self) -> dict[str, pd.Series | pd.DataFrame]:
-        return {n: v for n, v in self.values.items() if self.compiled.graph.nodes[n]["kind"] == "indicator"}
+        """Every indicator's output as the candles see it (a higher timeframe's aligned to them)."""
+        plans, timeframe = self.compiled.plans, self.compiled.strategy.timeframe
+        return {n: base_aligned(plans[n], v, self.candles, timeframe) for n, v in self.values.items()
+                if self.compiled.graph.nodes[n]["kind"] == "indicator"}
 
     def signals(self) -> dict[str, pd.DataFrame]:
         return {n: v for n, v in self.values.items() if self.compiled.graph.nodes[n]["kind"] == "signal"}

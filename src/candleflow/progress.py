@@ -17,7 +17,7 @@ def run_with_progress(run: Callable[..., Any], compiled, candles, *, quiet: bool
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # rich: see above
 
     graph = compiled.graph
-    nodes = [n for n in compiled.order() if graph.nodes[n]["kind"] != "candles"]
+    nodes = [n for n in compiled.order() if graph.nodes[n]["kind"] not in ("candles", "reference")]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         overall = bar.add_task("nodes", total=len(nodes))

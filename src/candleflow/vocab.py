@@ -48,11 +48,16 @@ NodeKind = Literal["candles", "indicator", "signal", "evaluator"]
 
 @dataclass(frozen=True)
 class Binding:
-    """Input ``name`` of a node reads ``output`` (None: the whole value) of node ``source``."""
+    """Input ``name`` of a node reads ``output`` (None: the whole value) of node ``source``.
+
+    ``timeframe`` is the source's, when it runs on a higher timeframe (its values are then indexed by
+    the higher candles and aligned to a base-timeframe reader, see ``candleflow.data.resample``).
+    """
 
     name: str
     source: str
     output: str | None = None
+    timeframe: tuple[int, int] | None = None  # the source node's (period, offset) in seconds if on a higher timeframe
 
     @property
     def ref(self) -> str:
@@ -79,6 +84,7 @@ class NodePlan:
     script: Path | None
     params: dict[str, Any]
     bindings: tuple[Binding, ...]
+    timeframe: tuple[int, int] | None = None  # (period, offset) in seconds on a higher timeframe; None: the data's
 
     @property
     def label(self) -> str:

@@ -50,6 +50,24 @@ class DataSource(_Strict):
         return self
 
 
+class Reference(_Strict):
+    """Another series (a symbol, an index) whose candle columns nodes may read as ``name.close``.
+
+    ``timeframe`` is its candles' period (default: the strategy's); a reference candle is seen from its close on.
+    """
+
+    path: PathText
+    format: Literal["csv", "parquet"] | None = None
+    timeframe: str | None = None
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str | None) -> str | None:
+        if value is not None and not parse_timeframe(value):
+            raise ValueError(f"timeframe '{value}' not understood; use e.g. 1h, 1d")
+        return value
+
+
 class ComponentSpec(_Strict):
     """Fields shared by indicator and signal nodes."""
 
@@ -61,6 +79,16 @@ class ComponentSpec(_Strict):
     lookback: int | None = Field(default=None, ge=1)
     timeout: float | None = Field(default=None, gt=0)
     isolation: Literal["warm", "process"] | None = None  # "process": a fresh process per candle
+    # a higher timeframe (4h, 1d, 1w) and its boundaries' shift from 00:00 UTC (17h: days run 17:00 to 17:00)
+    timeframe: str | None = None
+    timeframe_offset: str | None = None
+
+    @field_validator("timeframe", "timeframe_offset")
+    @classmethod
+    def _timeframe(cls, value: str | None) -> str | None:
+        if value is not None and parse_timeframe(value) is None:
+            raise ValueError(f"'{value}' not understood; use e.g. 4h, 1d, 1w")
+        return value
 
     @model_validator(mode="after")
     def _script_fields(self) -> "ComponentSpec":
@@ -70,6 +98,8 @@ class ComponentSpec(_Strict):
             for field in ("path", "lookback", "timeout", "isolation"):
                 if getattr(self, field) is not None:
                     raise ValueError(f"'{field}' is only for component: script")
+        if self.timeframe_offset is not None and self.timeframe is None:
+            raise ValueError("'timeframe_offset' needs a 'timeframe'")
         return self
 
 
@@ -133,6 +163,7 @@ class Strategy(_Strict):
     symbol: str
     timeframe: str
     data: DataSource
+    references: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Reference] = Field(default_factory=dict)
     components: list[PathText] = Field(default_factory=list)
     indicators: list[IndicatorSpec] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(default_factory=list)

@@ -4,13 +4,14 @@ Algorithm
 ---------
 1. *Key* every node top-down (:func:`node_keys`): ``tokenize`` of what
    determines its output -- the component's source hash (or the script file's
-   bytes), params, bindings, options and the upstream keys, down to the
-   candles' key; the evaluator's key includes :func:`evaluator_code_hash`, the
-   hash of the source of the code it runs, so an upgrade can never reuse a
-   stale result.  Equal keys mean equal outputs.
+   bytes), params, bindings, options, its timeframe and offset and the upstream
+   keys, down to the candles' key and the reference candles' content keys (a
+   reference file is loaded here, :func:`reference_data`); the evaluator's key
+   includes :func:`evaluator_code_hash`, the hash of the source of the code it
+   runs, so an upgrade can never reuse a stale result.  Equal keys mean equal outputs.
 2. *Emit* one task per node, named by its key: ``(node_task, Static(plan, context,
    upstream names), candles_key, *upstream keys)``; the evaluator's task reads every
-   signal node.  Recorded signal frames (replay) enter as values instead of tasks,
+   signal node; reference candles enter as values.  Recorded signal frames (replay) enter as values instead of tasks,
    and the indicators nothing then needs are left out.
 
 The result, a :class:`Build`, is a plain dict graph without the candles
@@ -32,6 +33,7 @@ from dask.base import tokenize
 from candleflow.config import models
 from candleflow.dag.compiler import CompiledStrategy
 from candleflow.dag.tasks import NodeContext, Output, Static, evaluator_task, node_task
+from candleflow.data import load_candles
 from candleflow.nodes import evaluator
 from candleflow.nodes.compute import script_isolation
 from candleflow.portfolio import metrics, rules, simulate
@@ -61,7 +63,8 @@ def node_keys(compiled: CompiledStrategy, candles_key: str, *, fixed: Mapping[st
     gets a key of its own: a strict run never reuses the output of a warm one (whose stateful
     scripts may differ).
     """
-    keys = {CANDLES: candles_key, **(fixed or {})}
+    keys = {CANDLES: candles_key, **{name: key for name, (key, _) in reference_data(compiled).items()},
+            **(fixed or {})}
     strategy = compiled.strategy
     for name in compiled.order():
         if name in keys:
@@ -74,9 +77,28 @@ def node_keys(compiled: CompiledStrategy, candles_key: str, *, fixed: Mapping[st
             source = plan.script.read_bytes() if plan.script else plan.component.source_hash
             strict = ("process",) if plan.script and script_isolation(plan, isolation) == "process" else ()
             token = tokenize(KEY_VERSION, plan.kind, source, plan.params, plan.bindings,
-                             plan.spec.lookback, strategy.symbol, strategy.timeframe, upstream, *strict)
+                             plan.spec.lookback, strategy.symbol, strategy.timeframe, plan.timeframe, upstream,
+                             *strict)
         keys[name] = f"{name}-{token}"
     return keys
+
+
+def reference_data(compiled: CompiledStrategy) -> dict[str, tuple[str, pd.DataFrame]]:
+    """Each reference node's content key and candles, loaded and checked by the candle loader."""
+    graph = compiled.graph
+    return {name: _load_reference(graph.nodes[name]["file"], graph.nodes[name]["format"], name)
+            for name in graph if graph.nodes[name]["kind"] == "reference"}
+
+
+@functools.lru_cache(maxsize=16)
+def _load_reference_at(file: str, format: str | None, name: str, stamp: tuple[int, int]) -> tuple[str, pd.DataFrame]:
+    frame = load_candles(file, format=format)
+    return f"{name}-{tokenize(frame)}", frame
+
+
+def _load_reference(file, format: str | None, name: str) -> tuple[str, pd.DataFrame]:
+    stat = file.stat()  # a changed file (size or time) is read again
+    return _load_reference_at(str(file), format, name, (stat.st_size, stat.st_mtime_ns))
 
 
 @dataclass
@@ -118,8 +140,11 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
     needed = _needed(compiled, set(fixed))
     dsk: dict[str, Any] = {}
     nodes = []
+    references = reference_data(compiled)
     for name in compiled.order():
-        if name == CANDLES or name not in needed:
+        if name in references:
+            dsk[keys[name]] = Output(references[name][1])
+        if name == CANDLES or name in references or name not in needed:
             continue
         nodes.append(name)
         if name in fixed:
@@ -138,11 +163,11 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
 def _needed(compiled: CompiledStrategy, replayed: set[str]) -> set[str]:
     """Every node, or, in a replay, the evaluator and what it needs when replayed nodes are not computed."""
     if not replayed:
-        return set(compiled.graph) - {CANDLES}
+        return {name for name, kind in compiled.graph.nodes(data="kind") if kind not in (CANDLES, "reference")}
     needed, stack = set(), [EVALUATOR]
     while stack:
         name = stack.pop()
-        if name in needed or name == CANDLES:
+        if name in needed or name == CANDLES or compiled.graph.nodes[name]["kind"] == "reference":
             continue
         needed.add(name)
         if name not in replayed:

@@ -7,8 +7,11 @@ Nodes (``kind`` attribute):
 * ``evaluator`` - the portfolio simulation (id ``evaluator``), fed by every signal.
 
 Each indicator/signal node carries a :class:`NodePlan`: the resolved component
-(or script path), validated params and its input *bindings*.  An edge
-``u -> v`` carries ``bindings``: which of ``u``'s outputs feed which input of ``v``.
+(or script path), validated params, its input *bindings* and its higher
+``timeframe`` (period, offset) if it declares one: a higher-timeframe node
+reads candle columns or nodes on its own timeframe and offset; a base node may
+read it.  An edge ``u -> v`` carries ``bindings``: which of ``u``'s outputs feed
+which input of ``v``.
 
 The whole strategy is checked before anything runs; every problem is collected
 with its YAML path and raised as one :class:`~candleflow.errors.CompileError`.
@@ -33,14 +36,14 @@ with its YAML path and raised as one :class:`~candleflow.errors.CompileError`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import networkx as nx
 
 from candleflow.components.registry import Registry
-from candleflow.config.models import SCRIPT, Strategy
+from candleflow.config.models import SCRIPT, Strategy, parse_timeframe
 from candleflow.errors import CompileError
 from candleflow.vocab import CANDLE_COLUMNS, CANDLES, EVALUATOR, Binding, NodePlan
 
@@ -120,6 +123,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
     specs += [("signal", f"signals[{i}]", s) for i, s in enumerate(strategy.signals)]
     kinds: dict[str, str] = {}
     first_paths: dict[str, str] = {}
+    _add_references(compiled, kinds, first_paths, errors)
     for kind, path, spec in specs:
         if spec.name in RESERVED:
             errors.append((f"{path}.name", f"'{spec.name}' is reserved; pick another name"))
@@ -130,13 +134,19 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
             first_paths[spec.name] = path
     for kind, path, spec in specs:
         plan = _plan_node(kind, path, spec, registry, workspace, errors)
-        if plan is not None and kinds.get(spec.name) == kind and spec.name not in graph:
+        if plan is not None:
+            plan = _with_timeframe(plan, strategy.timeframe, errors)
+        if plan is not None and kinds.get(spec.name) == kind and spec.name not in compiled.plans:
             compiled.plans[spec.name] = plan
-            graph.add_node(spec.name, kind=kind, plan=plan, yaml_path=path)
+    for name, plan in list(compiled.plans.items()):
+        bindings = tuple(replace(b, timeframe=_source_timeframe(compiled, b.source)) for b in plan.bindings)
+        compiled.plans[name] = replace(plan, bindings=bindings)
+        graph.add_node(name, kind=plan.kind, plan=compiled.plans[name], yaml_path=plan.yaml_path)
     for name, plan in compiled.plans.items():
         for i, binding in enumerate(plan.bindings):
             where = _input_path(plan, i, binding)
-            problem = _check_binding(plan, binding, kinds, compiled.plans)
+            problem = (_check_binding(plan, binding, kinds, compiled.plans)
+                       or _check_timeframes(plan, binding, compiled.plans))
             if problem:
                 errors.append((where, problem))
                 continue
@@ -207,6 +217,78 @@ def _plan_node(kind, path, spec, registry, workspace, errors) -> NodePlan | None
     return NodePlan(spec.name, kind, path, spec, component, None, params, tuple(bindings))
 
 
+def _add_references(compiled: CompiledStrategy, kinds: dict[str, str], first_paths: dict[str, str], errors) -> None:
+    """One ``reference`` node per ``references`` entry: its file (checked to exist) and candle period."""
+    strategy = compiled.strategy
+    for name, reference in strategy.references.items():
+        path = f"references.{name}"
+        if name in RESERVED:
+            errors.append((path, f"'{name}' is reserved; pick another name"))
+            continue
+        file = Path(reference.path)
+        file = file if file.is_absolute() else compiled.workspace / file
+        if not file.is_file():
+            errors.append((f"{path}.path", f"file '{reference.path}' not found (relative paths start at the "
+                                           f"workspace {compiled.workspace})"))
+            continue
+        period = parse_timeframe(reference.timeframe or strategy.timeframe)
+        compiled.graph.add_node(name, kind="reference", label=reference.path, file=file, format=reference.format,
+                                timeframe=(period, 0), yaml_path=path)
+        kinds[name] = "reference"
+        first_paths[name] = path
+
+
+def _source_timeframe(compiled: CompiledStrategy, source: str) -> tuple[int, int] | None:
+    if source in compiled.plans:
+        return compiled.plans[source].timeframe
+    if compiled.graph.nodes.get(source, {}).get("kind") == "reference":
+        return compiled.graph.nodes[source]["timeframe"]
+    return None
+
+
+def _with_timeframe(plan: NodePlan, base_text: str, errors) -> NodePlan | None:
+    """``plan`` with its higher timeframe as (period, offset) seconds, or None after an error at its YAML path."""
+    spec = plan.spec
+    if spec.timeframe is None:
+        return plan
+    base, period = parse_timeframe(base_text), parse_timeframe(spec.timeframe)
+    offset = parse_timeframe(spec.timeframe_offset) if spec.timeframe_offset else 0
+    if period < base:
+        errors.append((f"{plan.yaml_path}.timeframe", f"timeframe {spec.timeframe} is finer than the data's "
+                                                      f"{base_text}; a node may only use the data's or a higher one"))
+        return None
+    if period % base:
+        errors.append((f"{plan.yaml_path}.timeframe", f"timeframe {spec.timeframe} is not a whole multiple of "
+                                                      f"the data's {base_text}"))
+        return None
+    if offset % base or offset >= period:
+        errors.append((f"{plan.yaml_path}.timeframe_offset", f"offset {spec.timeframe_offset} must be a multiple "
+                                                             f"of the data's {base_text} less than {spec.timeframe}"))
+        return None
+    return plan if period == base else replace(plan, timeframe=(period, offset))
+
+
+def _timeframe_text(plan: NodePlan | None, timeframe: tuple[int, int] | None) -> str:
+    if timeframe is None:
+        return "the data's timeframe"
+    offset = f" offset {plan.spec.timeframe_offset}" if plan and plan.spec.timeframe_offset else ""
+    return f"timeframe {plan.spec.timeframe if plan else timeframe[0]}{offset}"
+
+
+def _check_timeframes(plan: NodePlan, binding: Binding, plans: dict[str, NodePlan]) -> str | None:
+    """A higher-timeframe node reads candle columns or nodes on its own timeframe (and offset)."""
+    if plan.timeframe is None or binding.source == CANDLES:
+        return None
+    if binding.source not in plans:
+        return (f"'{binding.source}' is a reference; a higher-timeframe node reads candle columns or nodes "
+                f"on its own timeframe" if binding.timeframe is not None else None)
+    if binding.timeframe == plan.timeframe:
+        return None
+    source = _timeframe_text(plans.get(binding.source), binding.timeframe)
+    return (f"'{binding.source}' is on {source}, this node on {_timeframe_text(plan, plan.timeframe)}; "
+            f"a higher-timeframe node reads candle columns or nodes on its own timeframe")
+
+
 def _bind_inputs(path, spec, component, errors) -> list[Binding] | None:
     given: dict[str, str] = {}
     if isinstance(spec.inputs, dict):
@@ -255,6 +337,11 @@ def _check_binding(plan: NodePlan, binding: Binding, kinds: dict[str, str], plan
         return None
     if binding.source not in kinds:
         return f"unknown indicator '{binding.ref}'"
+    if kinds[binding.source] == "reference":
+        if binding.output not in CANDLE_COLUMNS:
+            return (f"reference '{binding.source}' has the candle columns {', '.join(CANDLE_COLUMNS)}; "
+                    f"write e.g. '{binding.source}.close'")
+        return None
     if kinds[binding.source] == "signal":
         return f"'{binding.source}' is a signal; inputs must be indicators or candle columns"
     source = plans.get(binding.source)

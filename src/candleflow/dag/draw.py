@@ -1,7 +1,7 @@
 """Draw a compiled strategy graph with graphviz, optionally annotated with a run's node stats.
 
 Each kind of node has its own shape and colour: the candle data source is a
-cylinder, indicators are rounded boxes, signals hexagons, the evaluator an
+cylinder (a reference series a paler one), indicators are rounded boxes, signals hexagons, the evaluator an
 octagon.  A node shows its name, its component (``script:file.py`` for scripts)
 and its params; an edge shows what flows along it, one ``output -> input`` line
 per binding (or just the input name when the whole value flows, e.g. ``signals``).
@@ -51,6 +51,7 @@ STYLES = {
     "candles": {"shape": "cylinder", "fillcolor": "#dbeafe", "color": "#2563eb", "fontcolor": "#1e3a8a"},
     "indicator": {"shape": "box", "style": "rounded,filled", "fillcolor": "#dcfce7", "color": "#16a34a",
                   "fontcolor": "#14532d"},
+    "reference": {"shape": "cylinder", "fillcolor": "#e0f2fe", "color": "#0284c7", "fontcolor": "#0c4a6e"},
     "signal": {"shape": "hexagon", "fillcolor": "#fef3c7", "color": "#d97706", "fontcolor": "#78350f"},
     "evaluator": {"shape": "octagon", "fillcolor": "#ede9fe", "color": "#7c3aed", "fontcolor": "#3b0764"},
 }
@@ -141,11 +142,18 @@ def _describe(compiled: "CompiledStrategy", name: str) -> list[str]:
     if name == CANDLES:
         data = compiled.graph.nodes[name]["label"]
         return [escape(_clip(f"{strategy.symbol} {strategy.timeframe}")), escape(_clip(data, tail=True))]
+    if compiled.graph.nodes[name]["kind"] == "reference":
+        reference = strategy.references[name]
+        return [escape(_clip(f"reference {reference.timeframe or strategy.timeframe}")),
+                escape(_clip(compiled.graph.nodes[name]["label"], tail=True))]
     if name == EVALUATOR:
         rules = [*strategy.rules.entry.items(), *strategy.rules.exit.items()]
         return [escape(_clip(f"{key}: {action}")) for key, action in rules]
     plan: NodePlan = compiled.plans[name]
     lines = [f"<I>{escape(_clip(plan.label))}</I>"]
+    if plan.timeframe is not None:
+        offset = f" +{plan.spec.timeframe_offset}" if plan.spec.timeframe_offset else ""
+        lines.append(escape(_clip(f"timeframe {plan.spec.timeframe}{offset}")))
     params = [f"{_short(key)}={_short(value)}" for key, value in plan.params.items()]
     lines += [escape(", ".join(params[i:i + 3])) for i in range(0, len(params), 3)]
     return lines

@@ -9,6 +9,12 @@ task per candle):
   (:mod:`candleflow.components.script`), one candle at a time as the seed's
   protocol requires.
 
+A node on a higher timeframe (``plan.timeframe``) runs on the complete higher
+candles (:mod:`candleflow.data.resample`); its indicator values stay indexed by
+them (a node on the same timeframe reads them as they are) and are aligned to
+the base candles where a base-timeframe node reads them (:func:`base_aligned`);
+its signal events move to the first base candle that sees their higher candle.
+
 Outputs are checked here (length, index, numeric dtype, multi-output columns)
 so a faulty component fails at its own node with its own name.
 """
@@ -20,24 +26,66 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from candleflow.config.models import parse_timeframe
+from candleflow.data import resample
 from candleflow.errors import CandleflowError, ComponentError
 from candleflow.nodes.outputs import as_signal_frame
 from candleflow.vocab import CANDLES, Binding, NodePlan, ScriptOptions
 
 
-def resolve_input(binding: Binding, candles: pd.DataFrame, upstream: dict[str, Any]) -> pd.Series:
-    """The series a binding points at: a candle column, or an (output of an) upstream node."""
+def resolve_input(binding: Binding, candles: pd.DataFrame, upstream: dict[str, Any], *,
+                  base: int | None = None, reader: tuple[int, int] | None = None) -> pd.Series:
+    """The series a binding points at: a candle column, or an (output of an) upstream node.
+
+    ``candles`` are the reader's (resampled for a higher-timeframe ``reader``); a higher-timeframe
+    source read by a base-timeframe node is aligned to the candles (``base`` is their period in seconds).
+    """
     if binding.source == CANDLES:
         return candles[binding.output]
     value = upstream[binding.source]
+    if binding.timeframe is not None and reader is None:
+        value = resample.align(value, candles.index, base, binding.timeframe[0])
     return value[binding.output] if binding.output else value
+
+
+def node_candles(plan: NodePlan, candles: pd.DataFrame, base: int) -> pd.DataFrame:
+    """The candles ``plan`` runs on: ``candles``, or their complete higher candles."""
+    if plan.timeframe is None:
+        return candles
+    period, offset = plan.timeframe
+    bad = resample.off_grid(candles.index, base, period, offset)
+    if bad is not None:
+        raise ComponentError(f"candle time {candles.index[bad]} is not on the grid of the data's timeframe; "
+                             f"a higher timeframe needs candles opening on whole periods", component=plan.name,
+                             candle=bad)
+    return resample.resample(candles, period, offset, base)
+
+
+def base_aligned(plan: NodePlan, value: Any, candles: pd.DataFrame, timeframe: str) -> Any:
+    """An indicator value as the base candles see it (higher-timeframe values aligned; others unchanged)."""
+    if plan.timeframe is None or plan.kind != "indicator":
+        return value
+    return resample.align(value, candles.index, parse_timeframe(timeframe), plan.timeframe[0])
 
 
 def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
              symbol: str, timeframe: str, progress: Callable[[int], None] | None = None,
              script_options: ScriptOptions | None = None) -> pd.Series | pd.DataFrame:
     """Compute ``plan`` on ``candles`` given its upstream nodes' outputs."""
-    inputs = {b.name: resolve_input(b, candles, upstream) for b in plan.bindings}
+    base = parse_timeframe(timeframe)
+    frame = node_candles(plan, candles, base)
+    value = _run_on(plan, frame, {b.name: resolve_input(b, frame, upstream, base=base, reader=plan.timeframe)
+                                  for b in plan.bindings}, symbol=symbol,
+                    timeframe=plan.spec.timeframe or timeframe, progress=progress, script_options=script_options)
+    if plan.kind == "signal" and plan.timeframe is not None:
+        value = value.assign(bar=resample.first_seen(value["bar"].to_numpy(), frame.index, plan.timeframe[0],
+                                                     candles.index, base).astype("int64"))
+    return value
+
+
+def _run_on(plan: NodePlan, candles: pd.DataFrame, inputs: dict[str, pd.Series], *, symbol: str, timeframe: str,
+            progress: Callable[[int], None] | None,
+            script_options: ScriptOptions | None) -> pd.Series | pd.DataFrame:
     if plan.script is not None:
         from candleflow.components.script import run_script_component  # the worker pool: for script nodes only
 
@@ -111,4 +159,5 @@ def check_indicator_output(raw: Any, plan: NodePlan, index: pd.Index) -> pd.Seri
     return value
 
 
-__all__ = ["check_indicator_output", "resolve_input", "run_node", "script_isolation"]
+__all__ = ["base_aligned", "check_indicator_output", "node_candles", "resolve_input", "run_node",
+           "script_isolation"]
