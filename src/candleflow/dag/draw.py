@@ -2,7 +2,7 @@
 
 Each kind of node has its own shape and colour: the candle data source is a
 cylinder, indicators are rounded boxes, signals hexagons, the evaluator an
-octagon.  A node shows its name, its component (``script:file.py`` for scripts)
+octagon, conditions diamonds showing their operator (``all``, ``close > sma200``).  A node shows its name, its component (``script:file.py`` for scripts)
 and its params; an edge shows what flows along it, one ``output -> input`` line
 per binding (or just the input name when the whole value flows, e.g. ``signals``).
 
@@ -52,6 +52,7 @@ STYLES = {
     "indicator": {"shape": "box", "style": "rounded,filled", "fillcolor": "#dcfce7", "color": "#16a34a",
                   "fontcolor": "#14532d"},
     "signal": {"shape": "hexagon", "fillcolor": "#fef3c7", "color": "#d97706", "fontcolor": "#78350f"},
+    "condition": {"shape": "diamond", "fillcolor": "#e0f2fe", "color": "#0284c7", "fontcolor": "#0c4a6e"},
     "evaluator": {"shape": "octagon", "fillcolor": "#ede9fe", "color": "#7c3aed", "fontcolor": "#3b0764"},
 }
 ERROR_TEXT = "#b91c1c"
@@ -142,10 +143,12 @@ def _describe(compiled: "CompiledStrategy", name: str) -> list[str]:
         data = compiled.graph.nodes[name]["label"]
         return [escape(_clip(f"{strategy.symbol} {strategy.timeframe}")), escape(_clip(data, tail=True))]
     if name == EVALUATOR:
-        rules = [*strategy.rules.entry.items(), *strategy.rules.exit.items()]
-        return [escape(_clip(f"{key}: {action}")) for key, action in rules]
+        rules = [*strategy.rules.signal_rules("entry").items(), *strategy.rules.signal_rules("exit").items()]
+        return [escape(_clip(f"{key}: {action}")) for key, action in rules]  # condition-form actions label edges
     plan: NodePlan = compiled.plans[name]
     lines = [f"<I>{escape(_clip(plan.label))}</I>"]
+    if plan.kind == "condition":  # the operator ("all", "close > sma200"); its params are internal
+        return lines
     params = [f"{_short(key)}={_short(value)}" for key, value in plan.params.items()]
     lines += [escape(", ".join(params[i:i + 3])) for i in range(0, len(params), 3)]
     return lines
