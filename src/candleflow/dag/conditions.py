@@ -140,7 +140,8 @@ class _Parser:
         if self.kinds.get(text) == "condition":
             return text
         if self.kinds.get(text) == "indicator":
-            return self.fail(path, f"'{text}' is an indicator, not a condition; compare it, e.g. {{above: [{text}, 0]}}")
+            return self.fail(path, f"'{text}' is an indicator, not a condition; compare it, "
+                                   f"e.g. {{above: [{text}, 0]}}")
         source, dot, signal_type = text.rpartition(".")
         if dot:
             sources = self.qualified(source, signal_type, path)

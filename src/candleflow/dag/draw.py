@@ -1,9 +1,9 @@
 """Draw a compiled strategy graph with graphviz, optionally annotated with a run's node stats.
 
 Each kind of node has its own shape and colour: the candle data source is a
-cylinder, indicators are rounded boxes, signals hexagons, the evaluator an
-octagon, conditions diamonds showing their operator (``all``, ``close > sma200``).  A node shows its name, its component (``script:file.py`` for scripts)
-and its params; an edge shows what flows along it, one ``output -> input`` line
+cylinder, indicators are rounded boxes, signals hexagons, conditions diamonds, the
+evaluator an octagon.  A node shows its name, its component (``script:file.py`` for
+scripts; a condition's operator, ``all`` or ``close > sma200``) and its params; an edge shows what flows along it, one ``output -> input`` line
 per binding (or just the input name when the whole value flows, e.g. ``signals``).
 
 With ``stats`` (from :class:`~candleflow.backtest.BacktestResult`) every node also
