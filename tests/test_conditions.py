@@ -9,6 +9,7 @@ one-line CLI errors with their YAML path.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -340,3 +341,13 @@ def test_the_good_condition_strategy_validates(tmp_path, monkeypatch, capsys):
     (tmp_path / "s.yaml").write_text(GOOD, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert main(["validate", "s.yaml"]) == 0
+
+
+def test_the_readme_example_compiles():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"\*\*Conditions\.\*\*.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    head = HEAD.replace("signals:", "  - {name: sma200, component: sma, params: {period: 200}}\n"
+                                    "  - {name: macd, component: macd}\nsignals:")
+    compiled = compile_strategy(parse_strategy(head + block))
+    assert {b.name for _, _, data in compiled.graph.in_edges(EVALUATOR, data=True) for b in data["bindings"]} == {
+        "signals", "buy", "sell", "close"}
