@@ -351,3 +351,29 @@ def test_the_readme_example_compiles():
     compiled = compile_strategy(parse_strategy(head + block))
     assert {b.name for _, _, data in compiled.graph.in_edges(EVALUATOR, data=True) for b in data["bindings"]} == {
         "signals", "buy", "sell", "close"}
+
+
+def test_condition_nodes_are_memoized_by_content(tmp_path):
+    from candleflow import NodeCache
+    text = GOOD.replace("data: {sample: eurusd_1h}", "data: {sample: eurusd_1h, end: '2023-03-01'}")
+    path = tmp_path / "s.yaml"
+    path.write_text(text, encoding="utf-8")
+    cache = NodeCache(tmp_path / "cache")
+    first = run_backtest(path, cache=cache, scheduler="sync")
+    again = run_backtest(path, cache=NodeCache(tmp_path / "cache"), scheduler="sync")
+    conditions = [n for n, s in first.stats.items() if s.kind == "condition"]
+    assert len(conditions) == 6 and all(again.stats[n].cache == "hit" for n in conditions)
+    path.write_text(text.replace("n: 2", "n: 3"), encoding="utf-8")
+    changed = run_backtest(path, cache=NodeCache(tmp_path / "cache"), scheduler="sync")
+    missed = sorted(n for n in conditions if changed.stats[n].cache == "miss")
+    assert missed == ["rules.exit.close"]  # only the edited 'within' node (its input, the event, is reused)
+    assert changed.stats[EVALUATOR].cache == "miss"
+
+
+def test_replayed_signals_feed_the_conditions(tmp_path, monkeypatch, capsys):
+    (tmp_path / "s.yaml").write_text(GOOD.replace("eurusd_1h}", "eurusd_1h, end: '2023-04-01'}"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "s.yaml", "--out", "out", "--no-cache", "-q"]) == 0
+    assert main(["run", "s.yaml", "--out", "replayed", "--no-cache", "-q", "--replay-signals", "out/signals.csv"]) == 0
+    trades = (tmp_path / "out" / "trades.csv").read_text()
+    assert trades.count("\n") > 3 and trades == (tmp_path / "replayed" / "trades.csv").read_text()
