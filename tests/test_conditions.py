@@ -377,3 +377,13 @@ def test_replayed_signals_feed_the_conditions(tmp_path, monkeypatch, capsys):
     assert main(["run", "s.yaml", "--out", "replayed", "--no-cache", "-q", "--replay-signals", "out/signals.csv"]) == 0
     trades = (tmp_path / "out" / "trades.csv").read_text()
     assert trades.count("\n") > 3 and trades == (tmp_path / "replayed" / "trades.csv").read_text()
+
+
+def test_the_example_strategy_filters_the_plain_crossover():
+    root = Path(__file__).parent.parent / "strategies"
+    filtered = run_backtest(root / "ma_crossover_filtered.yaml", scheduler="sync")
+    plain = run_backtest(root / "ma_crossover.yaml", scheduler="sync")
+    frame = plain.signals()["cross"]
+    golden = set(frame.loc[frame["signal_type"] == "golden_cross", "bar"])
+    decided = set(filtered.trades["entry_bar"] - 1)  # fill: next_open
+    assert 0 < len(decided) < len(plain.trades) and decided <= golden
