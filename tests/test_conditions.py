@@ -320,6 +320,8 @@ ERRORS = [
      "conditions[0].name: duplicate name 'fast' (already used by indicators[0]) (and 1 more: "
      "rules.entry.buy.all[2]: no signal emits 'uptrend' and no condition is named so "
      "(emitted: death_cross, golden_cross))"),
+    ("condition-as-signal-input", "inputs: [fast, slow]", "inputs: [fast, uptrend]",
+     "signals[0].inputs[1]: 'uptrend' is a condition; inputs must be indicators or candle columns"),
     ("old-form-bad-action", "    buy: {all: [golden_cross, {below: [rsi, 70]}, uptrend]}", "    golden_cross: hold",
      "rules.entry.golden_cross: Input should be 'buy' or 'sell', got 'hold'"),
 ]

@@ -285,8 +285,8 @@ def _check_binding(plan: NodePlan, binding: Binding, kinds: dict[str, str], plan
         return None
     if binding.source not in kinds:
         return f"unknown indicator '{binding.ref}'"
-    if kinds[binding.source] == "signal":
-        return f"'{binding.source}' is a signal; inputs must be indicators or candle columns"
+    if kinds[binding.source] in ("signal", "condition"):
+        return f"'{binding.source}' is a {kinds[binding.source]}; inputs must be indicators or candle columns"
     source = plans.get(binding.source)
     if source is None:  # its own definition failed; that error is reported already
         return None
