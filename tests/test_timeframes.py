@@ -257,3 +257,16 @@ def test_candles_off_their_grid_fail_at_the_higher_node():
     with pytest.raises(ComponentError) as caught:
         _run_all(compiled, candles)
     assert caught.value.candle == 0 and "not on the grid of the data's timeframe" in str(caught.value)
+
+
+def test_a_condition_reads_a_higher_timeframe_node_aligned():
+    """``above: [close, daily]`` compares each hourly close with the last daily SMA that has closed."""
+    compiled = _compile("  - {name: daily, component: sma, params: {period: 3}, timeframe: 1d}\n",
+                        rules="{entry: {buy: {above: [close, daily]}}}")
+    candles = generate_candles(24 * 12, seed=11)
+    values = _run_all(compiled, candles)
+    condition = next(name for name, plan in compiled.plans.items() if plan.kind == "condition")
+    aligned = resample.align(values["daily"], candles.index, 3600, 86400)
+    expected = (candles["close"] > aligned).astype("float64")
+    assert aligned.notna().sum() > 0 and expected.sum() > 0
+    np.testing.assert_array_equal(values[condition].to_numpy(dtype="float64"), expected.to_numpy())

@@ -112,8 +112,9 @@ def validate(
                           component_dirs=components or ())
     graph = compiled.graph
     kinds = [graph.nodes[n]["kind"] for n in graph]
+    conditions = f"{kinds.count('condition')} conditions, " if "condition" in kinds else ""
     typer.echo(f"{strategy}: ok ({kinds.count('indicator')} indicators, {kinds.count('signal')} signals, "
-               f"{graph.number_of_edges()} edges)")
+               f"{conditions}{graph.number_of_edges()} edges)")
 
 
 @app.command()

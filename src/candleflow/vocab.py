@@ -43,7 +43,7 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 CANDLE_COLUMNS = (*PRICE_COLUMNS, "volume")
 SIGNAL_COLUMNS = ("bar", "signal_type", "strength", "metadata")
 
-NodeKind = Literal["candles", "indicator", "signal", "evaluator"]
+NodeKind = Literal["candles", "indicator", "signal", "condition", "evaluator"]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ENTRY_ACTIONS = ("buy", "sell")
 EXIT_ACTIONS = ("close", "close_long", "close_short")
+SECTION_ACTIONS = {"entry": ENTRY_ACTIONS, "exit": EXIT_ACTIONS}
 SCRIPT = "script"
 
 
@@ -116,15 +117,41 @@ class SignalSpec(ComponentSpec):
 
 
 class Rules(_Strict):
-    """Signal types mapped to actions.
+    """What the evaluator does on which candle, in one of two forms per section.
 
-    ``entry`` maps a signal type to ``buy`` (open long) or ``sell`` (open short);
-    ``exit`` maps a signal type to ``close``, ``close_long`` or ``close_short``.
-    A signal type may be qualified by its node (``cross.golden_cross``).
+    * *signal form* (``{golden_cross: buy}``): a signal type mapped to an action;
+      ``entry`` actions are ``buy`` (open long) and ``sell`` (open short), ``exit``
+      actions ``close``, ``close_long`` and ``close_short``.  A signal type may be
+      qualified by its node (``cross.golden_cross``).
+    * *condition form* (``{buy: {all: [golden_cross, {below: [rsi, 70]}]}}``): every key
+      an action, mapped to a condition (see ``dag.conditions``).
+
+    The values are checked by the compiler, which reports every problem with its path.
     """
 
-    entry: dict[str, Literal["buy", "sell"]] = Field(default_factory=dict)
-    exit: dict[str, Literal["close", "close_long", "close_short"]] = Field(default_factory=dict)
+    entry: dict[str, Any] = Field(default_factory=dict)
+    exit: dict[str, Any] = Field(default_factory=dict)
+
+    def form(self, section: str) -> Literal["signals", "conditions", "mixed", "ambiguous"]:
+        """Which form ``section`` (``entry``/``exit``) is written in; an empty section is in signal form.
+
+        >>> Rules(entry={"buy": "golden_cross"}).form("entry"), Rules(entry={"golden_cross": "buy"}).form("entry")
+        ('conditions', 'signals')
+        """
+        actions = SECTION_ACTIONS[section]
+        mapping = getattr(self, section)
+        action_keys = [key in actions for key in mapping]
+        if not any(action_keys):
+            return "signals"
+        if not all(action_keys):
+            return "mixed"
+        if all(isinstance(value, str) and value in actions for value in mapping.values()):
+            return "ambiguous"
+        return "conditions"
+
+    def signal_rules(self, section: str) -> dict[str, str]:
+        """The section's ``signal type -> action`` mapping; empty when it is in condition form."""
+        return getattr(self, section) if self.form(section) == "signals" else {}
 
 
 class Execution(_Strict):
@@ -167,6 +194,7 @@ class Strategy(_Strict):
     components: list[PathText] = Field(default_factory=list)
     indicators: list[IndicatorSpec] = Field(default_factory=list)
     signals: list[SignalSpec] = Field(default_factory=list)
+    conditions: list[dict[str, Any]] = Field(default_factory=list)  # named conditions: {name: x, above: [a, b]}
     rules: Rules
     execution: Execution = Field(default_factory=Execution)
     sizing: Sizing = Field(default_factory=Sizing)

@@ -137,6 +137,7 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
     strategy = compiled.strategy
     context = NodeContext(strategy.symbol, strategy.timeframe, compiled.file, script_options, progress, tolerant)
     signals = sorted(p for p in graph.predecessors(EVALUATOR))
+    roots = {b.name: p for p in signals for b in graph.edges[p, EVALUATOR]["bindings"] if b.name != "signals"}
     needed = _needed(compiled, set(fixed))
     dsk: dict[str, Any] = {}
     nodes = []
@@ -150,7 +151,7 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
         if name in fixed:
             dsk[keys[name]] = Output(replay[name])
         elif name == EVALUATOR:
-            dsk[keys[name]] = (evaluator_task, Static(strategy, signals, metrics_only, tolerant), candles_key,
+            dsk[keys[name]] = (evaluator_task, Static(strategy, signals, metrics_only, tolerant, roots), candles_key,
                                *(keys[s] for s in signals))
         else:
             upstream = sorted(p for p in graph.predecessors(name) if p != CANDLES)

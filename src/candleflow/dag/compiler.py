@@ -4,7 +4,10 @@ Nodes (``kind`` attribute):
 
 * ``candles`` - the data source (one node, id ``candles``);
 * ``indicator`` / ``signal`` - one per YAML entry, id = its ``name``;
-* ``evaluator`` - the portfolio simulation (id ``evaluator``), fed by every signal.
+* ``condition`` - one per operator of a named condition or a condition-form rule
+  (see :mod:`.conditions`);
+* ``evaluator`` - the portfolio simulation (id ``evaluator``), fed by every signal and by
+  the condition deciding each condition-form action (edge binding named after the action).
 
 Each indicator/signal node carries a :class:`NodePlan`: the resolved component
 (or script path), validated params, its input *bindings* and its higher
@@ -43,7 +46,8 @@ from typing import Sequence
 import networkx as nx
 
 from candleflow.components.registry import Registry
-from candleflow.config.models import SCRIPT, Strategy, parse_timeframe
+from candleflow.config.models import SCRIPT, SECTION_ACTIONS, Strategy, parse_timeframe
+from candleflow.dag.conditions import check_rule_form, compile_conditions, register_names
 from candleflow.errors import CompileError
 from candleflow.vocab import CANDLE_COLUMNS, CANDLES, EVALUATOR, Binding, NodePlan
 
@@ -132,6 +136,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
         else:
             kinds[spec.name] = kind
             first_paths[spec.name] = path
+    register_names(strategy, RESERVED, kinds, first_paths, errors)
     for kind, path, spec in specs:
         plan = _plan_node(kind, path, spec, registry, workspace, errors)
         if plan is not None:
@@ -157,18 +162,44 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
         if kinds[name] == "signal":
             graph.add_edge(name, EVALUATOR, bindings=[Binding("signals", name)])
     _check_rules(strategy, compiled.plans, kinds, errors)
+    _add_conditions(compiled, kinds, errors)
     if not errors:
-        try:
-            cycle = nx.find_cycle(graph)
-        except nx.NetworkXNoCycle:
-            cycle = None
-        if cycle:
-            names = [u for u, _ in cycle] + [cycle[0][0]]
-            first = graph.nodes[names[0]].get("yaml_path", names[0])
-            errors.append((f"{first}.inputs", f"inputs form a cycle: {' -> '.join(names)}"))
+        _check_cycle(graph, errors)
     if errors:
         raise collected_error(errors, file=file)
     return compiled
+
+
+def _add_conditions(compiled: CompiledStrategy, kinds: dict[str, str], errors: list) -> None:
+    """Condition nodes, their input edges, and an edge from each condition-form rule's root to the evaluator."""
+    plans = dict(compiled.plans)
+    conditions = compile_conditions(compiled.strategy, kinds, plans, lambda b: _check_binding(None, b, kinds, plans),
+                                    errors)
+    graph = compiled.graph
+    for name, plan in conditions.plans.items():  # a condition reading a higher-timeframe node sees it aligned
+        bindings = tuple(replace(b, timeframe=_source_timeframe(compiled, b.source)) for b in plan.bindings)
+        compiled.plans[name] = plan = replace(plan, bindings=bindings)
+        graph.add_node(name, kind="condition", plan=plan, yaml_path=plan.yaml_path)
+    for name in conditions.plans:
+        for binding in compiled.plans[name].bindings:
+            edge = graph.get_edge_data(binding.source, name, default={"bindings": []})
+            graph.add_edge(binding.source, name, bindings=edge["bindings"] + [binding])
+    for action, root in conditions.roots.items():
+        edge = graph.get_edge_data(root, EVALUATOR, default={"bindings": []})
+        graph.add_edge(root, EVALUATOR, bindings=edge["bindings"] + [Binding(action, root)])
+
+
+def _check_cycle(graph: nx.DiGraph, errors: list) -> None:
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    names = [u for u, _ in cycle] + [cycle[0][0]]
+    first = graph.nodes[names[0]].get("yaml_path", names[0])
+    if graph.nodes[names[0]].get("kind") == "condition":
+        errors.append((first, f"named conditions refer to each other in a cycle: {' -> '.join(names)}"))
+    else:
+        errors.append((f"{first}.inputs", f"inputs form a cycle: {' -> '.join(names)}"))
 
 
 def collected_error(errors: list[tuple[str, str]], *, file: str) -> CompileError:
@@ -342,8 +373,8 @@ def _check_binding(plan: NodePlan, binding: Binding, kinds: dict[str, str], plan
             return (f"reference '{binding.source}' has the candle columns {', '.join(CANDLE_COLUMNS)}; "
                     f"write e.g. '{binding.source}.close'")
         return None
-    if kinds[binding.source] == "signal":
-        return f"'{binding.source}' is a signal; inputs must be indicators or candle columns"
+    if kinds[binding.source] in ("signal", "condition"):
+        return f"'{binding.source}' is a {kinds[binding.source]}; inputs must be indicators or candle columns"
     source = plans.get(binding.source)
     if source is None:  # its own definition failed; that error is reported already
         return None
@@ -370,8 +401,13 @@ def _check_rules(strategy: Strategy, plans: dict[str, NodePlan], kinds: dict[str
         else:
             known_types.update(declared)
     for section in ("entry", "exit"):
-        for key in getattr(strategy.rules, section):
+        check_rule_form(strategy, section, errors)
+        for key, action in strategy.rules.signal_rules(section).items():
             path = f"rules.{section}.{key}"
+            if action not in SECTION_ACTIONS[section]:
+                *first, last = (f"'{a}'" for a in SECTION_ACTIONS[section])
+                choices = f"{', '.join(first)} or {last}"
+                errors.append((path, f"Input should be {choices}, got {action!r}"))
             node, dot, signal_type = key.rpartition(".")
             if dot:
                 if kinds.get(node) != "signal":

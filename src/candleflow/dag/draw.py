@@ -1,9 +1,10 @@
 """Draw a compiled strategy graph with graphviz, optionally annotated with a run's node stats.
 
 Each kind of node has its own shape and colour: the candle data source is a
-cylinder (a reference series a paler one), indicators are rounded boxes, signals hexagons, the evaluator an
-octagon.  A node shows its name, its component (``script:file.py`` for scripts)
-and its params; an edge shows what flows along it, one ``output -> input`` line
+cylinder (a reference series a paler one), indicators are rounded boxes, signals hexagons,
+conditions diamonds, the evaluator an octagon.  A node shows its name, its component
+(``script:file.py`` for scripts; a condition's operator, ``all`` or ``close > sma200``), its
+timeframe if it has its own, and its params; an edge shows what flows along it, one ``output -> input`` line
 per binding (or just the input name when the whole value flows, e.g. ``signals``).
 
 With ``stats`` (from :class:`~candleflow.backtest.BacktestResult`) every node also
@@ -53,6 +54,7 @@ STYLES = {
                   "fontcolor": "#14532d"},
     "reference": {"shape": "cylinder", "fillcolor": "#e0f2fe", "color": "#0284c7", "fontcolor": "#0c4a6e"},
     "signal": {"shape": "hexagon", "fillcolor": "#fef3c7", "color": "#d97706", "fontcolor": "#78350f"},
+    "condition": {"shape": "diamond", "fillcolor": "#e0f2fe", "color": "#0284c7", "fontcolor": "#0c4a6e"},
     "evaluator": {"shape": "octagon", "fillcolor": "#ede9fe", "color": "#7c3aed", "fontcolor": "#3b0764"},
 }
 ERROR_TEXT = "#b91c1c"
@@ -147,10 +149,12 @@ def _describe(compiled: "CompiledStrategy", name: str) -> list[str]:
         return [escape(_clip(f"reference {reference.timeframe or strategy.timeframe}")),
                 escape(_clip(compiled.graph.nodes[name]["label"], tail=True))]
     if name == EVALUATOR:
-        rules = [*strategy.rules.entry.items(), *strategy.rules.exit.items()]
-        return [escape(_clip(f"{key}: {action}")) for key, action in rules]
+        rules = [*strategy.rules.signal_rules("entry").items(), *strategy.rules.signal_rules("exit").items()]
+        return [escape(_clip(f"{key}: {action}")) for key, action in rules]  # condition-form actions label edges
     plan: NodePlan = compiled.plans[name]
     lines = [f"<I>{escape(_clip(plan.label))}</I>"]
+    if plan.kind == "condition":  # the operator ("all", "close > sma200"); its params are internal
+        return lines
     if plan.timeframe is not None:
         offset = f" +{plan.spec.timeframe_offset}" if plan.spec.timeframe_offset else ""
         lines.append(escape(_clip(f"timeframe {plan.spec.timeframe}{offset}")))

@@ -97,17 +97,19 @@ def node_task(static: Static, candles: pd.DataFrame, *upstream: Output) -> Outpu
 
 
 def evaluator_task(static: Static, candles: pd.DataFrame, *signals: Output) -> Output:
-    """Run the evaluator; ``static`` holds ``(strategy, signal node names, metrics_only)``.
+    """Run the evaluator; ``static`` holds ``(strategy, upstream names, metrics_only, tolerant, roots)``.
+
+    The upstream nodes are the signal nodes and, ``roots``, the condition deciding each condition-form action.
 
     With ``metrics_only`` (sweeps) the task returns just the metrics dict, small to ship back.
     """
-    strategy, names, metrics_only, tolerant = static.values
+    strategy, names, metrics_only, tolerant, roots = static.values
     failed = _first_failure(signals)
     if failed is not None:
         return failed
     started = time.perf_counter()
     try:
-        simulation = evaluate(strategy, candles, dict(zip(names, (s.value for s in signals))))
+        simulation = evaluate(strategy, candles, dict(zip(names, (s.value for s in signals))), roots)
     except BaseException as exc:
         if tolerant and isinstance(exc, Exception):
             return Output(Failed(error_text(exc)), time.perf_counter() - started)

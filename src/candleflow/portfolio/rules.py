@@ -14,6 +14,10 @@ Per bar the result holds
 
 A bar may carry both an exit and an entry; the simulator applies exits first.
 
+A section in condition form (``{buy: <condition>}``) takes its actions from
+``conditions``: each action's boolean series (0.0/1.0, NaN false) per bar, OR-ed
+with the signal-form actions of the other section by the same rules.
+
 >>> from candleflow.config.models import Rules
 >>> from candleflow.nodes.outputs import make_signal_frame
 >>> frames = {"cross": make_signal_frame([1, 3], ["up", "down"])}
@@ -49,19 +53,21 @@ class Actions:
     unmatched: tuple[str, ...] = field(default=())
 
 
-def actions_from_signals(signal_frames: dict[str, pd.DataFrame], rules: Rules, n_candles: int) -> Actions:
-    """Map every node's signal events through ``rules`` onto ``n_candles`` bars."""
+def actions_from_signals(signal_frames: dict[str, pd.DataFrame], rules: Rules, n_candles: int,
+                         conditions: dict[str, pd.Series] | None = None) -> Actions:
+    """Map every node's signal events through ``rules``, and each action's condition, onto ``n_candles`` bars."""
     buy = np.zeros(n_candles, dtype=bool)
     sell = np.zeros(n_candles, dtype=bool)
     exits = np.zeros(n_candles, dtype=np.int8)
     unmatched: set[str] = set()
+    entry_rules, exit_rules = rules.signal_rules("entry"), rules.signal_rules("exit")
     for node, frame in signal_frames.items():
         bars = frame["bar"].to_numpy(dtype=np.int64)
         types = frame["signal_type"].to_numpy(dtype=object)
         for signal_type in pd.unique(types):
             keys = (signal_type, f"{node}.{signal_type}")
-            entry_actions = {rules.entry[key] for key in keys if key in rules.entry}
-            exit_flags = [EXIT_FLAGS[rules.exit[key]] for key in keys if key in rules.exit]
+            entry_actions = {entry_rules[key] for key in keys if key in entry_rules}
+            exit_flags = [EXIT_FLAGS[exit_rules[key]] for key in keys if key in exit_rules]
             if not entry_actions and not exit_flags:
                 unmatched.add(f"{node}.{signal_type}")
                 continue
@@ -72,5 +78,11 @@ def actions_from_signals(signal_frames: dict[str, pd.DataFrame], rules: Rules, n
                 sell[where] = True
             for flag in exit_flags:
                 exits[where] |= flag
+    for action, series in (conditions or {}).items():
+        where = np.asarray(series, dtype="float64") > 0.5
+        if action in EXIT_FLAGS:
+            exits[where] |= EXIT_FLAGS[action]
+        else:
+            (buy if action == "buy" else sell)[where] = True
     entry = buy.astype(np.int8) - sell.astype(np.int8)
     return Actions(entry=entry, exit=exits, unmatched=tuple(sorted(unmatched)))
