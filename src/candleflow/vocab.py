@@ -59,6 +59,18 @@ class Binding:
     output: str | None = None
     timeframe: tuple[int, int] | None = None  # the source node's (period, offset) in seconds if on a higher timeframe
 
+    @classmethod
+    def parse(cls, name: str, ref: str) -> "Binding":
+        """Input ``name`` bound to ``ref``: a candle column (``close``), a node (``sma``) or an output (``bb.upper``).
+
+        >>> Binding.parse("x", "bb.upper"), Binding.parse("y", "close").source
+        (Binding(name='x', source='bb', output='upper', timeframe=None), 'candles')
+        """
+        if ref in CANDLE_COLUMNS:
+            return cls(name, CANDLES, ref)
+        source, _, output = ref.partition(".")
+        return cls(name, source, output or None)
+
     @property
     def ref(self) -> str:
         if self.output and self.source != CANDLES:

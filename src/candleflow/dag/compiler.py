@@ -221,9 +221,9 @@ def _plan_node(kind, path, spec, registry, workspace, errors) -> NodePlan | None
             errors.append((f"{path}.path", f"script '{spec.path}' not found in {workspace}"))
             return None
         if isinstance(spec.inputs, dict):
-            bindings = [_parse_ref(key, ref) for key, ref in spec.inputs.items()]
+            bindings = [Binding.parse(key, ref) for key, ref in spec.inputs.items()]
         else:
-            bindings = [_parse_ref(ref, ref) for ref in spec.inputs]
+            bindings = [Binding.parse(ref, ref) for ref in spec.inputs]
         return NodePlan(spec.name, kind, path, spec, None, script, dict(spec.params), tuple(bindings))
     if spec.component not in registry:
         same = registry.names(kind)
@@ -338,7 +338,7 @@ def _bind_inputs(path, spec, component, errors) -> list[Binding] | None:
     bindings = []
     for name in component.inputs:
         if name in given:
-            bindings.append(_parse_ref(name, given[name]))
+            bindings.append(Binding.parse(name, given[name]))
         elif name in CANDLE_COLUMNS:
             bindings.append(Binding(name, CANDLES, name))
         else:
@@ -347,12 +347,6 @@ def _bind_inputs(path, spec, component, errors) -> list[Binding] | None:
             return None
     return bindings
 
-
-def _parse_ref(name: str, ref: str) -> Binding:
-    if ref in CANDLE_COLUMNS:
-        return Binding(name, CANDLES, ref)
-    source, _, output = ref.partition(".")
-    return Binding(name, source, output or None)
 
 
 def _input_path(plan: NodePlan, i: int, binding: Binding) -> str:

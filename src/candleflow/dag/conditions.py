@@ -191,7 +191,7 @@ class _Parser:
         if self.kinds.get(source) in ("signal", "condition") and value not in CANDLE_COLUMNS:
             return self.fail(path, f"'{value}' is a {self.kinds[source]}; an operand is an indicator output, "
                                    f"a candle column or a number")
-        binding = _binding(f"x{len(bindings)}", value)
+        binding = Binding.parse(f"x{len(bindings)}", value)
         problem = self.check_ref(binding)
         if problem:
             return self.fail(path, problem)
@@ -222,12 +222,6 @@ class _Parser:
                                            tuple(bindings))
         return node
 
-
-def _binding(name: str, ref: str) -> Binding:
-    if ref in CANDLE_COLUMNS:
-        return Binding(name, CANDLES, ref)
-    source, _, output = ref.partition(".")
-    return Binding(name, source, output or None)
 
 
 def _label(operator: str, operands: list) -> str:
