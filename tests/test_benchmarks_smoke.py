@@ -1,6 +1,6 @@
 """The benchmark scripts still run: each in a tiny mode, in a subprocess, checking its report lines.
 
-The three scripts start together (they are mostly imports and child processes), so the
+The scripts start together (they are mostly imports and child processes), so the
 module takes about as long as the slowest one.
 
 Figures are not asserted (this machine's timing is not a test); only that every script
@@ -26,12 +26,13 @@ COMMANDS = {
               "--no-import-times"],
     "scale": ["scale.py", "--sizes", "1000,3000", "--repeat", "1"],
     "cache": ["cache.py", "--candles", "1500", "--repeat", "1", "--strategies", "sma"],
+    "conditions": ["conditions.py", "--candles", "3000", "--repeat", "1"],
 }
 
 
 @pytest.fixture(scope="module")
 def outputs():
-    """Start the three scripts at once (they are mostly imports and subprocesses); collect them lazily."""
+    """Start the scripts at once (they are mostly imports and subprocesses); collect them lazily."""
     env = dict(os.environ, TQDM_DISABLE="1")
     procs = {name: subprocess.Popen([sys.executable, str(BENCHMARKS / script), *args], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, env=env)
@@ -86,3 +87,10 @@ def test_cache_reruns_hit_the_cache(outputs):
     assert all(int(h) == int(n) - 1 for h, n in fees), out  # everything but the evaluator is a hit
     assert all(int(h) == int(n) for h, n in same), out
     assert re.search(r"^\s+all entries\s", out, re.M) and "warm re-run, every node a disk hit" in out, out  # hit cost
+
+
+def test_conditions_compares_with_the_plain_crossover(outputs):
+    out = outputs("conditions")
+    assert re.search(r"^\s+plain\s.*4 nodes \(0 conditions\)", out, re.M), out
+    assert re.search(r"^\s+conditions\s.*16 nodes \(10 conditions\)", out, re.M), out
+    assert re.search(r"^conditions / plain = \d+\.\d+x$", out, re.M), out
