@@ -51,3 +51,15 @@ def test_mean_reversion_entries_follow_the_bands_and_rsi(reversion):
     assert len(longs) >= 5 and len(shorts) >= 5
     assert up.to_numpy()[longs].all() and down.to_numpy()[shorts].all()
     assert int(up.sum()) >= len(longs)  # every entry is one of these candles (some fall while already long)
+
+
+def test_breakout_entries_are_closing_extremes_in_a_trend(repo):
+    result = run_backtest(repo / "strategies" / "donchian_breakout.yaml")
+    values, close = result.values, result.candles["close"]
+    trending = values["trend"]["adx"] > 25
+    up = (close >= close.rolling(20).max()) & trending
+    down = (close <= close.rolling(20).min()) & trending
+    longs, shorts = _decisions(result, "long"), _decisions(result, "short")
+    assert len(longs) >= 5 and len(shorts) >= 5
+    assert up.to_numpy()[longs].all() and down.to_numpy()[shorts].all()
+    assert (result.trades["exit_reason"] == "stop_loss").any()
