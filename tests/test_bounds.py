@@ -25,6 +25,7 @@ from typing import Iterator
 
 import pandas as pd
 import pytest
+from shared_texts import DEMO_STRATEGY
 
 from candleflow.cli import main
 from candleflow.config import load_strategy, render_template
@@ -36,18 +37,7 @@ from candleflow.errors import ConfigError, DataError
 from candleflow.results import read_results
 from candleflow.sweep.grid import SweepSpec, combinations, load_grid
 
-GOOD = """\
-name: demo
-symbol: EURUSD
-timeframe: 1h
-data: {path: data.csv}
-indicators:
-  - {name: fast, component: sma, params: {period: 5}}
-  - {name: slow, component: sma, params: {period: 20}}
-signals:
-  - {name: cross, component: ma_crossover, inputs: [fast, slow]}
-rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
-"""
+GOOD = DEMO_STRATEGY
 BIG_INT = "9" * 5000
 CLI_TIMEOUT = 120  # seconds; the machine running the tests may be busy, a bound that regressed would hang far longer
 MEMORY_CAP = 4 << 30  # address space of a CLI subprocess

@@ -16,24 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_texts import DEMO_STRATEGY, SRC
 
 from candleflow import output_paths
 from candleflow.cli import main
 from candleflow.data import generate_candles, write_candles
 
-SRC = str(Path(__file__).resolve().parent.parent / "src")
-STRATEGY = """\
-name: demo
-symbol: EURUSD
-timeframe: 1h
-data: {path: data.csv}
-indicators:
-  - {name: fast, component: sma, params: {period: 5}}
-  - {name: slow, component: sma, params: {period: 20}}
-signals:
-  - {name: cross, component: ma_crossover, inputs: [fast, slow]}
-rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
-"""
+STRATEGY = DEMO_STRATEGY
 RUN = ["run", "s.yaml", "--no-cache", "--scheduler", "sync", "-q"]
 
 

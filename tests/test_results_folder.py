@@ -27,25 +27,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_texts import DEMO_STRATEGY, SRC
 
 from candleflow import _atomic
 from candleflow.cli import main
 from candleflow.data import generate_candles, write_candles
 from candleflow.results import FILES, MANIFEST, read_results
 
-SRC = str(Path(__file__).resolve().parent.parent / "src")
-STRATEGY = """\
-name: demo
-symbol: EURUSD
-timeframe: 1h
-data: {path: data.csv}
-indicators:
-  - {name: fast, component: sma, params: {period: 5}}
-  - {name: slow, component: sma, params: {period: 20}}
-signals:
-  - {name: cross, component: ma_crossover, inputs: [fast, slow]}
-rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
-"""
+STRATEGY = DEMO_STRATEGY
 RUN = ["run", "s.yaml", "--out", "out", "--no-cache", "--scheduler", "sync", "-q"]
 
 
