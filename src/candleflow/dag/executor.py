@@ -29,8 +29,7 @@ from candleflow.dag.build import build, evaluator_settings, node_keys
 from candleflow.dag.cache import NodeCache
 from candleflow.dag.compiler import CompiledStrategy
 from candleflow.dag.get import check_scheduler, get, in_process
-from candleflow.dag.tasks import Output
-from candleflow.errors import CandleflowError
+from candleflow.dag.tasks import Output, error_text
 from candleflow.vocab import EVALUATOR, NodeStats, ScriptOptions
 
 Scheduler = str  # "threads" | "sync" | "processes" | "tcp://HOST:PORT"
@@ -101,7 +100,7 @@ def execute(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: NodeCac
         failed = getattr(exc, "node", None)
         if failed in stats:
             stats[failed].status = "failed"
-            stats[failed].error = str(exc) if isinstance(exc, CandleflowError) else f"{type(exc).__name__}: {exc}"
+            stats[failed].error = error_text(exc)
             if on_node_done:
                 on_node_done(stats[failed])
         raise
