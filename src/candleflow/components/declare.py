@@ -27,13 +27,14 @@ components import this module, and the registry imports them: no cycle.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from candleflow.vocab import source_hash
 
 MARK = "__candleflow_component__"
 SOURCE_ATTR = "__candleflow_source__"  # set by the registry on workspace modules
@@ -141,8 +142,4 @@ def _source_hash(target) -> str:
     module = sys.modules.get(target.__module__)
     if getattr(module, SOURCE_ATTR, None):  # a workspace file: the hash of the bytes it was run from
         return getattr(module, SOURCE_ATTR)
-    try:
-        source = inspect.getsource(module) if module else inspect.getsource(target)
-    except (OSError, TypeError):
-        source = target.__qualname__
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
+    return source_hash(module or target)
