@@ -154,35 +154,183 @@ class Rules(_Strict):
         return getattr(self, section) if self.form(section) == "signals" else {}
 
 
+class Distance(_Strict):
+    """A distance or a price: ``fraction`` of a reference price, ``multiple`` x an ``atr`` node's value, or the
+    value of a ``price`` node (``bb.lower``), each read on the candle whose close decided the order.
+
+    A bare number is a fraction: ``stop_loss: 0.02`` is ``{fraction: 0.02}``.
+
+    >>> Distance.model_validate(0.02).fraction, Distance.model_validate({"atr": "atr14", "multiple": 2}).multiple
+    (0.02, 2.0)
+    """
+
+    fraction: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    atr: str | None = None
+    multiple: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    price: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"fraction": value}
+        return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Distance":
+        forms = [self.fraction is not None, self.atr is not None or self.multiple is not None, self.price is not None]
+        if sum(forms) != 1:
+            raise ValueError("give one of: a fraction (0.02), {atr: <atr node>, multiple: 2} or {price: <indicator>}")
+        if (self.atr is None) != (self.multiple is None):
+            raise ValueError("an ATR distance needs both 'atr' (an indicator) and 'multiple'")
+        return self
+
+    def refs(self) -> list[str]:
+        """The indicator outputs this distance reads."""
+        return [ref for ref in (self.atr, self.price) if ref is not None]
+
+    def text(self) -> str:
+        if self.fraction is not None:
+            return f"{self.fraction:g}"
+        if self.price is not None:
+            return self.price
+        return f"{self.multiple:g} x {self.atr}"
+
+
+class Commission(_Strict):
+    """Per fill: ``max(minimum, fraction x size x price + per_unit x size + per_order)``."""
+
+    fraction: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+    per_unit: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    per_order: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    minimum: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"fraction": value}
+        return value
+
+
+class PriceCost(_Strict):
+    """A spread or slippage: ``units`` of price (a bare number) or ``bps`` (basis points) of the price."""
+
+    units: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    bps: float = Field(default=0.0, ge=0, lt=10_000, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"units": value}
+        return value
+
+
 class Execution(_Strict):
     """How orders fill and what they cost.  See README "How orders fill"."""
 
     fill: Literal["next_open", "close"] = "next_open"
-    commission: float = Field(default=0.0, ge=0, lt=1)
-    spread: float = Field(default=0.0, ge=0)
-    slippage: float = Field(default=0.0, ge=0)
+    commission: Commission = Field(default_factory=Commission)
+    spread: PriceCost = Field(default_factory=PriceCost)
+    slippage: PriceCost = Field(default_factory=PriceCost)
+    close_at_end: bool = False  # close what is still open at the last candle's close (costs paid)
+
+
+class EntryOrder(_Strict):
+    """How an entry signal is placed: a market order, or a working limit, stop or stop-limit order.
+
+    The order's price is a ``price`` node's value on the signal candle, or an ``offset`` from the signal
+    candle's close: a buy limit below it, a buy stop above it (mirrored for sells).  A stop-limit's limit
+    is ``limit_offset`` beyond its stop (a buy pays at most ``stop + limit_offset``).  ``valid_for``: the
+    number of candles the order works before it is cancelled (default: until filled or replaced).
+    """
+
+    type: Literal["market", "limit", "stop", "stop_limit"] = "market"
+    price: str | None = None
+    offset: Distance | None = None
+    limit_offset: Distance | None = None
+    valid_for: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EntryOrder":
+        if self.type == "market":
+            given = [k for k in ("price", "offset", "limit_offset", "valid_for") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"a market order takes no '{given[0]}'; use type: limit, stop or stop_limit")
+            return self
+        if (self.price is None) == (self.offset is None):
+            raise ValueError(f"a {self.type} order needs one of 'price' (an indicator) or 'offset' (from the close)")
+        for name in ("offset", "limit_offset"):
+            distance = getattr(self, name)
+            if distance is not None and distance.price is not None:
+                raise ValueError(f"'{name}' is a fraction or an ATR multiple; an indicator price goes in 'price'")
+        if self.type == "stop_limit" and self.limit_offset is None:
+            raise ValueError("a stop_limit order needs 'limit_offset': how far beyond its stop the limit is "
+                             "(0 for a limit at the stop)")
+        if self.type != "stop_limit" and self.limit_offset is not None:
+            raise ValueError("'limit_offset' is only for type: stop_limit")
+        return self
+
+    def refs(self) -> list[str]:
+        refs = [self.price] if self.price else []
+        return refs + [r for d in (self.offset, self.limit_offset) if d is not None for r in d.refs()]
+
+
+class Orders(_Strict):
+    """Entry orders: ``entry`` for both directions, ``buy``/``sell`` to differ per direction; pyramiding."""
+
+    entry: EntryOrder = Field(default_factory=EntryOrder)
+    buy: EntryOrder | None = None
+    sell: EntryOrder | None = None
+    max_entries: int = Field(default=1, ge=1)  # pyramiding: open trades allowed in one direction
+
+    def for_side(self, side: int) -> EntryOrder:
+        """The order an entry of ``side`` (+1 buy, -1 sell) places."""
+        own = self.buy if side > 0 else self.sell
+        return own if own is not None else self.entry
 
 
 class Sizing(_Strict):
-    """``fraction``: notional = value x equity; ``fixed``: value units per trade."""
+    """``fraction``: notional = value x equity; ``fixed``: value units; ``risk``: lose value x equity at the stop."""
 
-    method: Literal["fraction", "fixed"] = "fraction"
-    value: float = Field(default=1.0, gt=0)
+    method: Literal["fraction", "fixed", "risk"] = "fraction"
+    value: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     whole_units: bool = False
+    max_leverage: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _fraction_range(self) -> "Sizing":
-        if self.method == "fraction" and self.value > 1:
-            raise ValueError("fraction sizing takes a value in (0, 1]")
+        if self.method in ("fraction", "risk") and self.value > 1:
+            raise ValueError(f"{self.method} sizing takes a value in (0, 1]")
         return self
 
 
 class Risk(_Strict):
-    """Stops as fractions of the entry price (0.02 = 2 %); short selling switch."""
+    """Protective exits (each a fraction of the entry price, an ATR multiple or an indicator price), a
+    time exit, a break-even move, and the short-selling switch.  See README "How orders fill"."""
 
-    stop_loss: float | None = Field(default=None, gt=0, lt=1)
-    take_profit: float | None = Field(default=None, gt=0)
+    stop_loss: Distance | None = None
+    take_profit: Distance | None = None
+    trailing_stop: Distance | None = None
+    break_even: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_bars: int | None = Field(default=None, ge=1)
     allow_short: bool = True
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "Risk":
+        for name in ("stop_loss", "trailing_stop"):
+            distance = getattr(self, name)
+            if distance is not None and distance.fraction is not None and distance.fraction >= 1:
+                raise ValueError(f"{name} as a fraction must be less than 1 (0.02 is 2 %)")
+        if self.trailing_stop is not None and self.trailing_stop.price is not None:
+            raise ValueError("trailing_stop is a fraction or {atr: <node>, multiple: k}; it trails the closes")
+        return self
+
+    def refs(self) -> list[tuple[str, str]]:
+        """``(setting, indicator output)`` for every indicator these exits read."""
+        return [(name, ref) for name in ("stop_loss", "take_profit", "trailing_stop")
+                for ref in (getattr(self, name).refs() if getattr(self, name) is not None else [])]
 
 
 class Strategy(_Strict):
@@ -197,9 +345,10 @@ class Strategy(_Strict):
     conditions: list[dict[str, Any]] = Field(default_factory=list)  # named conditions: {name: x, above: [a, b]}
     rules: Rules
     execution: Execution = Field(default_factory=Execution)
+    orders: Orders = Field(default_factory=Orders)
     sizing: Sizing = Field(default_factory=Sizing)
     risk: Risk = Field(default_factory=Risk)
-    initial_cash: float = Field(default=10_000.0, gt=0)
+    initial_cash: float = Field(default=10_000.0, gt=0, allow_inf_nan=False)
 
     @field_validator("timeframe")
     @classmethod
@@ -207,6 +356,21 @@ class Strategy(_Strict):
         if parse_timeframe(value) is None:
             raise ValueError(f"timeframe '{value}' not understood; use e.g. 1m, 15m, 1h, 4h, 1d")
         return value
+
+    @model_validator(mode="after")
+    def _risk_sizing_needs_a_stop(self) -> "Strategy":
+        if self.sizing.method == "risk" and self.risk.stop_loss is None and self.risk.trailing_stop is None:
+            raise ValueError("sizing method 'risk' sizes each trade by its distance to the stop: give "
+                             "risk.stop_loss or risk.trailing_stop")
+        return self
+
+    def order_refs(self) -> list[tuple[str, str]]:
+        """``(YAML path, indicator output)`` for every indicator the evaluator reads (order prices, stops)."""
+        refs = [(f"risk.{name}", ref) for name, ref in self.risk.refs()]
+        for key in ("entry", "buy", "sell"):
+            order = getattr(self.orders, key)
+            refs += [(f"orders.{key}", ref) for ref in (order.refs() if order is not None else [])]
+        return refs
 
 
 _TIMEFRAME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

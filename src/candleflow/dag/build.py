@@ -36,7 +36,7 @@ from candleflow.dag.tasks import NodeContext, Output, Static, evaluator_task, no
 from candleflow.data import load_candles
 from candleflow.nodes import evaluator
 from candleflow.nodes.compute import script_isolation
-from candleflow.portfolio import metrics, rules, simulate
+from candleflow.portfolio import metrics, orders, rules, simulate
 from candleflow.vocab import CANDLES, EVALUATOR, ScriptOptions, source_hash
 
 KEY_VERSION = "candleflow-node-v2"
@@ -46,13 +46,13 @@ METRICS = "metrics"  # the key prefix of an evaluator task that returns metrics 
 @functools.lru_cache(maxsize=1)
 def evaluator_code_hash() -> str:
     """Hash of the source of every module the evaluator runs (rules, simulation, metrics, settings)."""
-    return source_hash(evaluator, rules, simulate, metrics, models)
+    return source_hash(evaluator, rules, orders, simulate, metrics, models)
 
 
 def evaluator_settings(compiled: CompiledStrategy) -> tuple:
     s = compiled.strategy
-    return (s.rules.model_dump(), s.execution.model_dump(), s.sizing.model_dump(), s.risk.model_dump(),
-            s.initial_cash)
+    return (s.rules.model_dump(), s.execution.model_dump(), s.orders.model_dump(), s.sizing.model_dump(),
+            s.risk.model_dump(), s.initial_cash, compiled.graph.nodes[EVALUATOR].get("levels", ()))
 
 
 def node_keys(compiled: CompiledStrategy, candles_key: str, *, fixed: Mapping[str, str] | None = None,
@@ -136,8 +136,9 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
         keys[EVALUATOR] = keys[EVALUATOR].replace(EVALUATOR, METRICS, 1)
     strategy = compiled.strategy
     context = NodeContext(strategy.symbol, strategy.timeframe, compiled.file, script_options, progress, tolerant)
-    signals = sorted(p for p in graph.predecessors(EVALUATOR))
-    roots = {b.name: p for p in signals for b in graph.edges[p, EVALUATOR]["bindings"] if b.name != "signals"}
+    inputs = sorted(p for p in graph.predecessors(EVALUATOR))
+    bindings = tuple(b for p in inputs for b in graph.edges[p, EVALUATOR]["bindings"] if b.name != "level")
+    bindings += graph.nodes[EVALUATOR].get("levels", ())
     needed = _needed(compiled, set(fixed))
     dsk: dict[str, Any] = {}
     nodes = []
@@ -151,8 +152,8 @@ def build(compiled: CompiledStrategy, candles_key: str, *, replay: Mapping[str, 
         if name in fixed:
             dsk[keys[name]] = Output(replay[name])
         elif name == EVALUATOR:
-            dsk[keys[name]] = (evaluator_task, Static(strategy, signals, metrics_only, tolerant, roots), candles_key,
-                               *(keys[s] for s in signals))
+            dsk[keys[name]] = (evaluator_task, Static(strategy, inputs, metrics_only, tolerant, bindings),
+                               candles_key, *(keys[s] for s in inputs))
         else:
             upstream = sorted(p for p in graph.predecessors(name) if p != CANDLES)
             dsk[keys[name]] = (node_task, Static(compiled.plans[name], context, upstream), candles_key,

@@ -7,7 +7,7 @@ The on-disk node cache (:mod:`candleflow.dag.cache`) stores what nodes output
 * ``"frame"``: a DataFrame (a multi-output indicator, or a signal frame whose ``metadata``
   column holds dicts or None);
 * ``"simulation"``: the evaluator's :class:`~candleflow.portfolio.simulate.Simulation`
-  (trades frame, equity series, position array, metrics dict).
+  (trades frame, equity series, position array, metrics and notes dicts).
 
 :func:`encode` turns one into a JSON-able description (dtypes, names, index, metrics) and a
 list of Arrow IPC streams (one table per frame, series or array, its columns named by
@@ -59,17 +59,20 @@ def encode(value: Any) -> tuple[str, dict, list]:
         meta, table = _encode_frame(value)
         return "frame", meta, [_ipc(table)]
     if type(value) is Simulation:
-        if [f.name for f in dataclasses.fields(Simulation)] != ["trades", "equity", "position", "metrics"]:
+        if [f.name for f in dataclasses.fields(Simulation)] != ["trades", "equity", "position", "metrics", "notes"]:
             raise Unencodable("Simulation has fields this codec does not know")  # a new field must not be lost
         if type(value.trades) is not pd.DataFrame or type(value.equity) is not pd.Series:
             raise Unencodable("Simulation holds unexpected types")
-        problem = _impure(value.metrics) if type(value.metrics) is dict else f"a {_type_name(value.metrics)}"
-        if problem:
-            raise Unencodable(f"the metrics hold {problem}, not plain JSON")
+        for name in ("metrics", "notes"):
+            mapping = getattr(value, name)
+            problem = _impure(mapping) if type(mapping) is dict else f"a {_type_name(mapping)}"
+            if problem:
+                raise Unencodable(f"the {name} hold {problem}, not plain JSON")
         trades, trades_table = _encode_frame(value.trades)
         equity, equity_table = _encode_series(value.equity)
         position, position_table = _encode_array(value.position)
-        meta = {"trades": trades, "equity": equity, "position": position, "metrics": value.metrics}
+        meta = {"trades": trades, "equity": equity, "position": position, "metrics": value.metrics,
+                "notes": value.notes}
         return "simulation", meta, [_ipc(trades_table), _ipc(equity_table), _ipc(position_table)]
     raise Unencodable(f"a {_type_name(value)}")
 
@@ -81,12 +84,12 @@ def decode(value_type: str, meta: dict, streams: list) -> Any:
     if value_type == "frame" and len(streams) == 1:
         return _decode_frame(meta, _read(streams[0]))
     if value_type == "simulation" and len(streams) == 3:
-        metrics = meta["metrics"]
-        if type(metrics) is not dict:
-            raise ValueError("metrics are not a mapping")
+        metrics, notes = meta["metrics"], meta["notes"]
+        if type(metrics) is not dict or type(notes) is not dict:
+            raise ValueError("metrics or notes are not a mapping")
         return Simulation(trades=_decode_frame(meta["trades"], _read(streams[0])),
                           equity=_decode_series(meta["equity"], _read(streams[1])),
-                          position=_decode_array(meta["position"], _read(streams[2])), metrics=metrics)
+                          position=_decode_array(meta["position"], _read(streams[2])), metrics=metrics, notes=notes)
     raise ValueError(f"unknown value type {value_type!r} with {len(streams)} streams")
 
 

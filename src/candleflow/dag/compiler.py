@@ -163,6 +163,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
             graph.add_edge(name, EVALUATOR, bindings=[Binding("signals", name)])
     _check_rules(strategy, compiled.plans, kinds, errors)
     _add_conditions(compiled, kinds, errors)
+    _add_order_levels(compiled, kinds, errors)
     if not errors:
         _check_cycle(graph, errors)
     if errors:
@@ -187,6 +188,26 @@ def _add_conditions(compiled: CompiledStrategy, kinds: dict[str, str], errors: l
     for action, root in conditions.roots.items():
         edge = graph.get_edge_data(root, EVALUATOR, default={"bindings": []})
         graph.add_edge(root, EVALUATOR, bindings=edge["bindings"] + [Binding(action, root)])
+
+
+def _add_order_levels(compiled: CompiledStrategy, kinds: dict[str, str], errors: list) -> None:
+    """The indicator outputs and candle columns that order prices and exits read, as the evaluator's
+    ``levels`` (``Binding("level", source, output)``), with an edge from each node read."""
+    graph, levels = compiled.graph, []
+    for path, ref in compiled.strategy.order_refs():
+        binding = Binding.parse("level", ref)
+        problem = _check_binding(None, binding, kinds, compiled.plans)
+        if problem:
+            errors.append((path, problem))
+            continue
+        binding = replace(binding, timeframe=_source_timeframe(compiled, binding.source))
+        if binding not in levels:
+            levels.append(binding)
+        if binding.source != CANDLES:
+            edge = graph.get_edge_data(binding.source, EVALUATOR, default={"bindings": []})
+            if binding not in edge["bindings"]:
+                graph.add_edge(binding.source, EVALUATOR, bindings=edge["bindings"] + [binding])
+    graph.nodes[EVALUATOR]["levels"] = tuple(levels)
 
 
 def _check_cycle(graph: nx.DiGraph, errors: list) -> None:

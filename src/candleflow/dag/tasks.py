@@ -26,8 +26,9 @@ from typing import Any, Callable, NamedTuple
 import pandas as pd
 
 from candleflow.errors import CandleflowError
-from candleflow.nodes.compute import run_node
-from candleflow.nodes.evaluator import evaluate
+from candleflow.config.models import parse_timeframe
+from candleflow.nodes.compute import resolve_input, run_node
+from candleflow.nodes.evaluator import EvaluatorInputs, evaluate
 from candleflow.vocab import EVALUATOR, NodePlan, ScriptOptions
 
 
@@ -96,20 +97,23 @@ def node_task(static: Static, candles: pd.DataFrame, *upstream: Output) -> Outpu
     return Output(value, time.perf_counter() - started)
 
 
-def evaluator_task(static: Static, candles: pd.DataFrame, *signals: Output) -> Output:
-    """Run the evaluator; ``static`` holds ``(strategy, upstream names, metrics_only, tolerant, roots)``.
+def evaluator_task(static: Static, candles: pd.DataFrame, *upstream: Output) -> Output:
+    """Run the evaluator; ``static`` holds ``(strategy, upstream names, metrics_only, tolerant, bindings)``.
 
-    The upstream nodes are the signal nodes and, ``roots``, the condition deciding each condition-form action.
+    ``bindings`` say what each upstream node is to the evaluator: ``signals`` (a signal node's
+    events), an action (the condition deciding a condition-form action) or ``level`` (an indicator
+    output or candle column that order prices and exits read; aligned here to the candles).
 
     With ``metrics_only`` (sweeps) the task returns just the metrics dict, small to ship back.
     """
-    strategy, names, metrics_only, tolerant, roots = static.values
-    failed = _first_failure(signals)
+    strategy, names, metrics_only, tolerant, bindings = static.values
+    failed = _first_failure(upstream)
     if failed is not None:
         return failed
     started = time.perf_counter()
     try:
-        simulation = evaluate(strategy, candles, dict(zip(names, (s.value for s in signals))), roots)
+        values = dict(zip(names, (u.value for u in upstream)))
+        simulation = evaluate(strategy, candles, _evaluator_inputs(strategy, candles, values, bindings))
     except BaseException as exc:
         if tolerant and isinstance(exc, Exception):
             return Output(Failed(error_text(exc)), time.perf_counter() - started)
@@ -117,6 +121,15 @@ def evaluator_task(static: Static, candles: pd.DataFrame, *signals: Output) -> O
         raise
     value = dict(simulation.metrics) if metrics_only else simulation
     return Output(value, time.perf_counter() - started)
+
+
+def _evaluator_inputs(strategy, candles: pd.DataFrame, values: dict[str, Any], bindings) -> EvaluatorInputs:
+    base = parse_timeframe(strategy.timeframe)
+    signals = {b.source: values[b.source] for b in bindings if b.name == "signals"}
+    conditions = {b.name: values[b.source] for b in bindings if b.name not in ("signals", "level")}
+    levels = {b.ref: resolve_input(b, candles, values, base=base).to_numpy(dtype="float64")
+              for b in bindings if b.name == "level"}
+    return EvaluatorInputs(signals, conditions, levels)
 
 
 class _named:

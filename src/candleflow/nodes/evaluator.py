@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import pandas as pd
 
 from candleflow.config.models import Strategy
@@ -9,19 +12,20 @@ from candleflow.portfolio.rules import actions_from_signals
 from candleflow.portfolio.simulate import simulate
 
 # Bump when simulation semantics change, so cached evaluator outputs are not reused.
-EVALUATOR_VERSION = 1
+EVALUATOR_VERSION = 2
 
 
-def evaluate(strategy: Strategy, candles: pd.DataFrame, upstream: dict[str, pd.DataFrame | pd.Series],
-             roots: dict[str, str] | None = None):
-    """Map signal events and conditions through ``strategy.rules`` and simulate the portfolio.
+class EvaluatorInputs(NamedTuple):
+    """What the evaluator reads: each signal node's events, the condition deciding each condition-form
+    action (``{"buy": series}``), and the series order prices and exits name (``{"bb.lower": array}``)."""
 
-    ``upstream`` holds each signal node's frame and each condition-form action's condition
-    series, ``roots`` which node decides which action (``{"buy": "rules.entry.buy"}``).
-    """
-    roots = roots or {}
-    conditions = {action: upstream[node] for action, node in roots.items()}
-    signal_frames = {name: value for name, value in upstream.items() if name not in roots.values()}
-    actions = actions_from_signals(signal_frames, strategy.rules, len(candles), conditions)
-    return simulate(candles, actions, execution=strategy.execution, sizing=strategy.sizing, risk=strategy.risk,
-                    initial_cash=strategy.initial_cash)
+    signals: dict[str, pd.DataFrame]
+    conditions: dict[str, pd.Series]
+    levels: dict[str, np.ndarray]
+
+
+def evaluate(strategy: Strategy, candles: pd.DataFrame, inputs: EvaluatorInputs):
+    """Map signal events and conditions through ``strategy.rules`` and simulate the portfolio."""
+    actions = actions_from_signals(inputs.signals, strategy.rules, len(candles), inputs.conditions)
+    return simulate(candles, actions, execution=strategy.execution, orders=strategy.orders, sizing=strategy.sizing,
+                    risk=strategy.risk, levels=inputs.levels, initial_cash=strategy.initial_cash)
