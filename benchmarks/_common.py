@@ -224,3 +224,27 @@ def hashing_seconds(compiled, candles, *, repeat: int = 5) -> float:
     from candleflow.dag.executor import node_keys
 
     return best_of(lambda: node_keys(compiled, f"candles-{tokenize(candles)}"), repeat)[0]
+
+
+def compare_with_plain(other_yaml: str, name: str, *, candles: int, repeat: int, seed: int):
+    """End-to-end ``run_backtest`` times of the benchmark strategy ("plain") and ``other_yaml`` on the same
+    candles, each with a fresh in-memory cache, alternating so a load spike hits both.
+
+    Returns ``(best seconds by name, last result by name)``.
+    """
+    from candleflow import NodeCache, run_backtest  # after environment() is printed, like the other scripts
+    from candleflow.data import generate_candles
+
+    data = generate_candles(candles, seed=seed)
+    tmp = workspace()
+    folder = Path(tmp.name)
+    paths = {"plain": write_strategy(folder), name: folder / f"{name}.yaml"}
+    paths[name].write_text(other_yaml, encoding="utf-8")
+    best = dict.fromkeys(paths, float("inf"))
+    results = {}
+    for _ in range(max(1, repeat)):
+        for label, path in paths.items():
+            seconds, result = timed(lambda: run_backtest(path, data=data, cache=NodeCache(), workspace=folder))
+            best[label], results[label] = min(best[label], seconds), result
+    tmp.cleanup()
+    return best, results

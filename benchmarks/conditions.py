@@ -51,23 +51,9 @@ initial_cash: 100000
 
 def main() -> None:
     args = C.base_parser(__doc__.splitlines()[0], candles=1_000_000, repeat=3).parse_args()
-    from candleflow import NodeCache, run_backtest
-    from candleflow.data import generate_candles
-
     print(C.environment())
-    candles = generate_candles(args.candles, seed=args.seed)
-    tmp = C.workspace()
-    folder = Path(tmp.name)
-    plain = C.write_strategy(folder)
-    conditions = folder / "conditions.yaml"
-    conditions.write_text(CONDITIONS_YAML, encoding="utf-8")
-    best = {"plain": float("inf"), "conditions": float("inf")}
-    results = {}
-    for _ in range(max(1, args.repeat)):  # alternate, so a load spike hits both
-        for name, path in (("plain", plain), ("conditions", conditions)):
-            seconds, result = C.timed(lambda: run_backtest(path, data=candles, cache=NodeCache(), workspace=folder))
-            best[name], results[name] = min(best[name], seconds), result
-    tmp.cleanup()
+    best, results = C.compare_with_plain(CONDITIONS_YAML, "conditions", candles=args.candles, repeat=args.repeat,
+                                         seed=args.seed)
     print(f"{args.candles:,} hourly candles, best of {args.repeat}, end to end (run_backtest, fresh cache)")
     for name, result in results.items():
         kinds = [s.kind for s in result.stats.values()]

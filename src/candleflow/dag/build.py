@@ -36,7 +36,7 @@ from candleflow.dag.tasks import NodeContext, Output, Static, evaluator_task, no
 from candleflow.data import load_candles
 from candleflow.nodes import evaluator
 from candleflow.nodes.compute import script_isolation
-from candleflow.portfolio import metrics, orders, rules, simulate
+from candleflow.portfolio import kernel, metrics, rules, simulate
 from candleflow.vocab import CANDLES, EVALUATOR, ScriptOptions, source_hash
 
 KEY_VERSION = "candleflow-node-v2"
@@ -46,7 +46,7 @@ METRICS = "metrics"  # the key prefix of an evaluator task that returns metrics 
 @functools.lru_cache(maxsize=1)
 def evaluator_code_hash() -> str:
     """Hash of the source of every module the evaluator runs (rules, simulation, metrics, settings)."""
-    return source_hash(evaluator, rules, orders, simulate, metrics, models)
+    return source_hash(evaluator, rules, kernel, simulate, metrics, models)
 
 
 def evaluator_settings(compiled: CompiledStrategy) -> tuple:

@@ -1,16 +1,13 @@
-"""The portfolio simulation: one symbol, an event loop over the candles where something can happen.
+"""The portfolio simulation: one symbol, every candle visited in order by a compiled loop.
 
-Algorithm: an event loop in plain Python over candles; no pandas per candle.  The state is a
-:class:`_Book`: cash, the open trades (:class:`~candleflow.portfolio.orders.Trade`, all of one
-side), at most one working entry order per side
-(:class:`~candleflow.portfolio.orders.WorkingOrder`) and the log of finished trades.  A candle is
-*stepped* (:meth:`_Book.step`) when an action applies on it; between two such candles, while a
-trade or an order is live, each object's vectorized scan names the first candle at which it may
-fire, the closes before it advance the trailing stops at once, and that candle is stepped.  No other
-candle changes cash or position, so these are recorded where they change and forward-filled; the
-equity curve is ``cash + position x close``.  The Python work grows with the number of orders and
-exits, not with the number of candles.  Every rule below is tested against a plain per-candle
-simulator (tests/reference_simulator.py).
+Algorithm: the settings become arrays once, here, in numpy: per side, the price of an entry
+order decided on each candle, each exit level as ``fill x mult + add[candle]``, the trailing stop's
+level from each close.  Then :func:`candleflow.portfolio.kernel.run`, a plain per-candle loop
+compiled by numba, applies the rules below: cash, open trades (one or, with pyramiding, several,
+all of one side), at most one working entry order per side, and the trade log.  It records cash
+and position at every candle; the equity curve is ``cash + position x close``.  Every rule below is
+tested against a slow per-candle simulator written in the tests (tests/reference_simulator.py) and
+cross-checked against backtesting.py and vectorbt (tests/crosscheck/).
 
 How orders fill
 ---------------
@@ -58,8 +55,6 @@ How orders fill
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,13 +62,11 @@ import pandas as pd
 
 from candleflow.config.models import Distance, Execution, Orders, Risk, Sizing
 from candleflow.portfolio.metrics import compute_metrics
-from candleflow.portfolio.orders import INF, Costs, Trade, Trail, WorkingOrder
-from candleflow.portfolio.rules import CLOSE_LONG, CLOSE_SHORT, Actions
+from candleflow.portfolio.rules import Actions
 from candleflow.vocab import PRICE_COLUMNS
 
 TRADE_COLUMNS = ["side", "size", "entry_bar", "entry_time", "entry_price", "exit_bar", "exit_time",
                  "exit_price", "pnl", "return_pct", "commission", "exit_reason"]
-NEVER = 1 << 62  # a candle index after any data
 
 
 @dataclass(frozen=True)
@@ -96,221 +89,88 @@ class Simulation:
     notes: dict[str, int] = field(default_factory=dict)
 
 
-class _Prices:
-    """The candles as arrays, and the indicator series the orders read, by reference (``bb.lower``)."""
-
-    def __init__(self, candles: pd.DataFrame, levels: dict[str, np.ndarray] | None) -> None:
-        self.opens, self.highs, self.lows, self.closes = (candles[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS)
-        self.levels = {ref: np.asarray(v, dtype=np.float64) for ref, v in (levels or {}).items()}
-
-    def distance(self, distance: Distance, side: int, price: float, bar: int) -> float:
-        """The level ``distance`` beyond ``price`` on ``side``'s favourable side (read at ``bar``)."""
-        if distance.price is not None:
-            return self.levels[distance.price].item(bar)
-        if distance.fraction is not None:
-            return price * (1 + side * distance.fraction)
-        return price + side * distance.multiple * self.levels[distance.atr].item(bar)
+def _distance_levels(distance: Distance, direction: int, base: np.ndarray, levels: dict[str, np.ndarray]):
+    """``distance`` beyond each ``base`` price in ``direction`` (+1 up): ``base x (1 + direction x fraction)``,
+    ``base + direction x multiple x atr``, or the ``price`` series itself."""
+    if distance.price is not None:
+        return levels[distance.price]
+    if distance.fraction is not None:
+        return base * (1 + direction * distance.fraction)
+    return base + direction * distance.multiple * levels[distance.atr]
 
 
-class _Book:
-    """Cash, the open trades, the working entry orders and the finished trades; stepped by :func:`simulate`."""
+def _exit_arrays(risk: Risk, levels: dict[str, np.ndarray], n: int):
+    """Per exit (stop-loss, take-profit, trailing stop) and side: ``mult`` and ``add[bar]`` such that the
+    level of a trade filled at ``fill`` and decided on ``bar`` is ``fill x mult + add[bar]`` (``mult`` NaN:
+    no such exit); and per side the trailing stop's level from each close."""
+    mults = np.full((3, 2), np.nan)
+    adds = np.zeros((3, 2, n))
+    for e, (distance, outward) in enumerate(((risk.stop_loss, -1), (risk.take_profit, 1), (risk.trailing_stop, -1))):
+        for s, side in enumerate((1, -1)):
+            direction = outward * side
+            if distance is None:
+                continue
+            if distance.price is not None:
+                mults[e, s], adds[e, s] = 0.0, levels[distance.price]
+            elif distance.fraction is not None:
+                mults[e, s] = 1 + direction * distance.fraction
+            else:
+                mults[e, s], adds[e, s] = 1.0, direction * distance.multiple * levels[distance.atr]
+    trail_from = np.zeros((2, n))
+    if risk.trailing_stop is not None:
+        for s, side in enumerate((1, -1)):
+            trail_from[s] = _distance_levels(risk.trailing_stop, -side, levels["close"], levels)
+    return (mults, adds), trail_from
 
-    def __init__(self, cash: float, prices: _Prices, execution: Execution, orders: Orders, sizing: Sizing,
-                 risk: Risk) -> None:
-        self.cash = cash
-        self.trades: list[Trade] = []  # open, all of one side
-        self.working: dict[int, WorkingOrder] = {}  # side -> its working entry order
-        self.log: list[tuple] = []
-        self.notes: Counter[str] = Counter()
-        self.prices, self.costs = prices, Costs(execution)
-        self.next_open = execution.fill == "next_open"
-        self.orders, self.sizing, self.risk = orders, sizing, risk
-        trailing = risk.trailing_stop
-        self.trail = None if trailing is None else Trail(
-            trailing.fraction, trailing.multiple, prices.levels[trailing.atr] if trailing.atr else None)
 
-    @property
-    def side(self) -> int:
-        return self.trades[0].side if self.trades else 0
+def _order_arrays(orders: Orders, levels: dict[str, np.ndarray], n: int):
+    """Per side: the order type, ``prices[stop|limit, side, bar]`` of an order decided on ``bar``, and
+    ``valid_for`` (0: until filled or replaced)."""
+    from candleflow.portfolio import kernel  # numba: imported only by a simulation
 
-    def position(self) -> float:
-        return sum(t.side * t.size for t in self.trades)
-
-    # -- one candle -------------------------------------------------------------------------------
-    def step(self, bar: int, entry: int, exits: int) -> None:
-        """Candle ``bar``, with the actions that apply on it (see "One step" in the module docstring)."""
-        prices = self.prices
-        if self.next_open:
-            self.act(entry, exits, bar, prices.opens.item(bar), bar - 1)
-            self.within(bar)
-        else:
-            self.within(bar)
-            self.act(entry, exits, bar, prices.closes.item(bar), bar)
-        close = prices.closes.item(bar)
-        for trade in self.trades:
-            trade.after_close(close, bar)
-        for side in [s for s, order in self.working.items() if order.expires <= bar]:
-            del self.working[side]
-
-    def act(self, entry: int, exits: int, bar: int, price: float, decided: int) -> None:
-        """Signal exits, time exits, then the entry, at ``price`` (an open or a close)."""
-        side = self.side
-        if side and exits & (CLOSE_LONG if side > 0 else CLOSE_SHORT):
-            self.close_all(bar, price, "signal")
-        for flag, order_side in ((CLOSE_LONG, 1), (CLOSE_SHORT, -1)):
-            if exits & flag:
-                self.working.pop(order_side, None)
-        for trade in [t for t in self.trades if t.due == bar]:
-            self.close(trade, bar, price, "max_bars")
-        if entry:
-            order = self.orders.for_side(entry)
-            if order.type == "market":
-                self.enter(entry, bar, price, decided, first_check=bar if self.next_open else bar + 1)
-            elif self.accepts(entry):
-                self.place(entry, order, decided)
-
-    def within(self, bar: int) -> None:
-        """The open trades' exits, then the working orders, on candle ``bar``'s prices."""
-        prices = self.prices
-        open_, high, low = prices.opens.item(bar), prices.highs.item(bar), prices.lows.item(bar)
-        for trade in list(self.trades):
-            if trade.first_check <= bar:
-                price, reason = trade.exit_price(open_, high, low)
-                if reason:
-                    self.close(trade, bar, price, reason)
-        for order in sorted(self.working.values(), key=lambda o: (o.decided, -o.side)):
-            if order.start <= bar <= order.expires:
-                price = order.fill_price(open_, high, low)
-                if not math.isnan(price):
-                    del self.working[order.side]
-                    self.enter(order.side, bar, price, order.decided, first_check=bar + 1)
-
-    # -- entries --------------------------------------------------------------------------------------
-    def accepts(self, side: int) -> bool:
-        """Whether an entry of ``side`` does anything now (see "Actions")."""
-        held = self.side
-        if held == side:
-            return len(self.trades) < self.orders.max_entries
-        return held != 0 or side > 0 or self.risk.allow_short
-
-    def place(self, side: int, spec, decided: int) -> None:
-        """Start working a limit/stop/stop-limit order of ``side``, priced on candle ``decided``."""
-        prices, close = self.prices, self.prices.closes.item(decided)
+    kinds = np.zeros(2, np.int64)
+    prices = np.full((2, 2, n), np.nan)
+    valid_for = np.zeros(2, np.int64)
+    for s, side in enumerate((1, -1)):
+        spec = orders.for_side(side)
+        kinds[s] = {"market": kernel.MARKET, "limit": kernel.LIMIT, "stop": kernel.STOP,
+                    "stop_limit": kernel.STOP_LIMIT}[spec.type]
+        valid_for[s] = spec.valid_for or 0
+        if spec.type == "market":
+            continue
         if spec.price is not None:
-            level = prices.levels[spec.price].item(decided)
-        else:  # a limit below the close for a buy, a stop above it
-            level = prices.distance(spec.offset, side if spec.type != "limit" else -side, close, decided)
-        stop = level if spec.type != "limit" else math.nan
-        limit = level if spec.type == "limit" else math.nan
-        if spec.type == "stop_limit":
-            limit = prices.distance(spec.limit_offset, side, stop, decided)
-        if math.isnan(level) or math.isnan(limit) and spec.type != "stop":
-            self.notes["entry order not placed: its price is NaN (indicator warm-up)"] += 1
-            return
-        expires = decided + spec.valid_for if spec.valid_for else NEVER
-        self.working[side] = WorkingOrder(side, spec.type, stop, limit, decided, decided + 1, expires)
-
-    def enter(self, side: int, bar: int, price: float, decided: int, *, first_check: int) -> None:
-        """A buy (+1) or sell (-1) at ``price``: reverse or close what is held, then open if it may."""
-        if not self.accepts(side):
-            return
-        held = self.side
-        if held and held != side:
-            opens = side > 0 or self.risk.allow_short
-            self.close_all(bar, price, "reversal" if opens else "signal")
-            if not opens:
-                return
-        self.open(side, bar, price, decided, first_check)
-
-    def open(self, side: int, bar: int, price: float, decided: int, first_check: int) -> None:
-        fill = self.costs.fill(side, price)
-        risk, prices = self.risk, self.prices
-        stop = prices.distance(risk.stop_loss, -side, fill, decided) if risk.stop_loss else -side * INF
-        target = prices.distance(risk.take_profit, side, fill, decided) if risk.take_profit else side * INF
-        trail = side * self.trail.level(side, fill, decided) if self.trail else -INF
-        size = self.size(side, price, fill, max(side * stop, trail))
-        if not size > 0:
-            return
-        commission = self.costs.commission(size, fill)
-        self.cash -= side * size * fill + commission
-        trade = Trade(side, size, bar, fill, commission, stop, target, trail, self.trail, first_check=first_check)
-        if risk.break_even is not None:
-            trade.break_even_at = fill * (1 + side * risk.break_even)
-        if risk.max_bars is not None:
-            trade.due = bar + risk.max_bars
-        self.trades.append(trade)
-
-    def size(self, side: int, price: float, fill: float, stop: float) -> float:
-        """Units for a new trade (see "Sizing"); ``stop`` is its initial stop in sign space."""
-        sizing = self.sizing
-        held = sum(t.size for t in self.trades) * price
-        equity = self.cash + side * held
-        room = (sizing.max_leverage or 1) * equity - held
-        if sizing.method == "fraction":
-            size = self.costs.affordable(sizing.value * room, fill)
-        elif sizing.method == "fixed":
-            size = sizing.value
+            level = levels[spec.price]
+        else:  # a buy limit below the close, a buy stop above it
+            level = _distance_levels(spec.offset, -side if spec.type == "limit" else side, levels["close"], levels)
+        if spec.type == "limit":
+            prices[1, s] = level
         else:
-            distance = side * fill - stop
-            if not distance > 0:
-                self.notes["entry skipped: risk sizing needs the stop on the loss side of the fill"] += 1
-                return 0.0
-            size = sizing.value * equity / distance
-        if sizing.max_leverage is not None and sizing.method != "fraction" and size * fill > room:
-            self.notes["entry size cut to max_leverage"] += 1
-            size = max(room, 0.0) / fill
-        if sizing.whole_units:
-            size = math.floor(size)
-        if not size > 0:
-            self.notes["entry skipped: size not positive"] += 1
-        return size
+            prices[0, s] = level
+        if spec.type == "stop_limit":
+            prices[1, s] = _distance_levels(spec.limit_offset, side, prices[0, s], levels)
+    return kinds, prices, valid_for
 
-    # -- exits ---------------------------------------------------------------------------------------
-    def close_all(self, bar: int, price: float, reason: str) -> None:
-        for trade in list(self.trades):
-            self.close(trade, bar, price, reason)
 
-    def close(self, trade: Trade, bar: int, price: float, reason: str) -> None:
-        """Close ``trade`` at ``price`` (before costs) and log it."""
-        fill = self.costs.fill(-trade.side, price)
-        commission = self.costs.commission(trade.size, fill)
-        self.cash += trade.side * trade.size * fill - commission
-        self.trades.remove(trade)
-        self._log(trade, bar, fill, commission, reason)
+def _params(execution: Execution, orders: Orders, sizing: Sizing, risk: Risk, initial_cash: float) -> np.ndarray:
+    """The kernel's scalar settings, as its ``P_*`` indexes say."""
+    from candleflow.portfolio import kernel  # numba: imported only by a simulation
 
-    def log_open_trades(self, bar: int, price: float) -> None:
-        """Report the still-open trades marked at ``price``, without exit costs."""
-        for trade in self.trades:
-            self._log(trade, bar, price, 0.0, "open")
-
-    def _log(self, trade: Trade, bar: int, exit_price: float, exit_commission: float, reason: str) -> None:
-        side, size = trade.side, trade.size
-        commission = trade.entry_commission + exit_commission
-        pnl = side * size * (exit_price - trade.entry_price) - commission
-        self.log.append(("long" if side > 0 else "short", size, trade.entry_bar, trade.entry_price, bar,
-                         exit_price, pnl, pnl / (size * trade.entry_price), commission, reason))
-
-    # -- quiet candles -----------------------------------------------------------------------------
-    def quiet(self, lo: int, hi: int, record) -> None:
-        """Step every candle in ``lo .. hi - 1`` at which a trade or an order may fire (no action applies)."""
-        prices = self.prices
-        opens, highs, lows, closes = prices.opens, prices.highs, prices.lows, prices.closes
-        while lo < hi and (self.trades or self.working):
-            first = hi
-            for trade in self.trades:
-                first = trade.first_trigger(opens, highs, lows, closes, lo, first)
-            for order in self.working.values():
-                first = min(first, order.first_trigger(opens, highs, lows, max(lo, order.start),
-                                                       min(first, order.expires + 1)))
-            for trade in self.trades:
-                trade.after_closes(closes, lo, first)
-            for side in [s for s, order in self.working.items() if order.expires < first]:
-                del self.working[side]
-            if first >= hi:
-                return
-            self.step(first, 0, 0)
-            record(first)
-            lo = first + 1
+    k = kernel
+    p = np.zeros(18)
+    commission, spread, slippage = execution.commission, execution.spread, execution.slippage
+    p[k.P_NEXT_OPEN] = execution.fill == "next_open"
+    p[k.P_ALLOW_SHORT], p[k.P_MAX_ENTRIES] = risk.allow_short, orders.max_entries
+    p[k.P_UNITS], p[k.P_BPS] = spread.units / 2 + slippage.units, (spread.bps / 2 + slippage.bps) / 10_000
+    p[k.P_FRACTION], p[k.P_PER_UNIT] = commission.fraction, commission.per_unit
+    p[k.P_PER_ORDER], p[k.P_MINIMUM] = commission.per_order, commission.minimum
+    p[k.P_SIZING] = {"fraction": k.FRACTION_SIZING, "fixed": k.FIXED_SIZING, "risk": k.RISK_SIZING}[sizing.method]
+    p[k.P_VALUE], p[k.P_WHOLE] = sizing.value, sizing.whole_units
+    p[k.P_LEVERAGE] = sizing.max_leverage if sizing.max_leverage is not None else np.nan
+    p[k.P_BREAK_EVEN] = risk.break_even if risk.break_even is not None else np.nan
+    p[k.P_MAX_BARS] = risk.max_bars or 0
+    p[k.P_CLOSE_AT_END], p[k.P_HAS_TRAIL] = execution.close_at_end, risk.trailing_stop is not None
+    p[k.P_CASH] = initial_cash
+    return p
 
 
 def simulate(
@@ -324,72 +184,52 @@ def simulate(
     orders: Orders | None = None,
     levels: dict[str, np.ndarray] | None = None,
 ) -> Simulation:
-    """Run the event loop described in the module docstring over ``candles``.
+    """Run the rules described in the module docstring over ``candles``.
 
     ``candles`` is indexed by a UTC ``DatetimeIndex`` and has float columns
     open/high/low/close; ``actions`` has one entry and one exit value per candle;
-    ``levels`` holds the indicator series that order prices and exits name.
+    ``levels`` holds the indicator series that order prices and exits name (``{"atr": array}``).
     """
+    from candleflow.portfolio import kernel  # numba: imported only by a simulation, not by validate or render
+
     n = len(candles)
     if len(actions.entry) != n or len(actions.exit) != n:
         raise ValueError(f"actions cover {len(actions.entry)}/{len(actions.exit)} bars, candles {n}")
-    prices = _Prices(candles, levels)
-    book = _Book(float(initial_cash), prices, execution, orders or Orders(), sizing, risk)
-    entries, exits = np.asarray(actions.entry), np.asarray(actions.exit)
-    decided = np.flatnonzero((entries != 0) | (exits != 0))  # candles whose close decided something
-    if book.next_open:  # candle i's actions apply at candle i+1's open; the last candle's never do
-        decided = decided[decided < n - 1]
-    events = decided + 1 if book.next_open else decided
-    changed_at: list[int] = []
-    cash_after: list[float] = []
-    position_after: list[float] = []
-
-    def record(bar: int) -> None:
-        changed_at.append(bar)
-        cash_after.append(book.cash)
-        position_after.append(book.position())
-
-    bar = 0
-    for event, entry, exit_flags in zip(events.tolist(), entries[decided].tolist(), exits[decided].tolist()):
-        book.quiet(bar, event, record)
-        book.step(event, entry, exit_flags)
-        record(event)
-        bar = event + 1
-    book.quiet(bar, n, record)
-    if execution.close_at_end and book.trades:
-        book.close_all(n - 1, prices.closes.item(n - 1), "end")
-        record(n - 1)
-
-    # state after bar b = the last change at or before b (the initial state before any)
-    marks = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(marks, np.asarray(changed_at, dtype=np.int64), 1)
-    which = np.cumsum(marks[:n])
-    cash_at = np.array([float(initial_cash), *cash_after], dtype=np.float64)[which]
-    position = np.array([0.0, *position_after], dtype=np.float64)[which]
-
-    closes = prices.closes
-    if book.trades:
-        book.log_open_trades(n - 1, closes.item(n - 1))
+    orders = orders or Orders()
+    opens, highs, lows, closes = (candles[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS)
+    series = {"open": opens, "high": highs, "low": lows, "close": closes,
+              **{ref: np.asarray(v, dtype=np.float64) for ref, v in (levels or {}).items()}}
+    entries = np.ascontiguousarray(actions.entry, dtype=np.int8)
+    exits = np.ascontiguousarray(actions.exit, dtype=np.int8)
+    exit_levels, trail_from = _exit_arrays(risk, series, n)
+    cash_at, position = np.empty(n), np.empty(n)
+    log = np.empty((int(np.count_nonzero(entries)) + 1, len(_LOGGED)))
+    notes = np.zeros(len(kernel.NOTES), np.int64)
+    count = kernel.run(opens, highs, lows, closes, entries, exits,
+                       _params(execution, orders, sizing, risk, float(initial_cash)), exit_levels, trail_from,
+                       _order_arrays(orders, series, n), cash_at, position, log, notes) if n else 0
     equity = pd.Series(cash_at + position * closes, index=candles.index, name="equity", dtype=np.float64)
-    trades = _trades_frame(book.log, candles.index)
+    trades = _trades_frame(log[:count], candles.index, kernel.REASONS)
     metrics = compute_metrics(equity, trades, position, initial_cash=initial_cash)
-    return Simulation(trades=trades, equity=equity, position=position, metrics=metrics, notes=dict(book.notes))
+    return Simulation(trades=trades, equity=equity, position=position, metrics=metrics,
+                      notes={text: int(k) for text, k in zip(kernel.NOTES, notes) if k})
 
 
 _LOGGED = ("side", "size", "entry_bar", "entry_price", "exit_bar", "exit_price", "pnl", "return_pct",
-           "commission", "exit_reason")  # the order of _Book.trades tuples
+           "commission", "exit_reason")  # the kernel's log columns (kernel.L_*)
 
 
-def _trades_frame(rows: list[tuple], index: pd.DatetimeIndex) -> pd.DataFrame:
-    """The trade log as a DataFrame with TRADE_COLUMNS (typed even when empty), built in one go."""
-    columns = dict(zip(_LOGGED, zip(*rows))) if rows else dict.fromkeys(_LOGGED, ())
-    entry_bar = np.array(columns["entry_bar"], dtype=np.int64)
-    exit_bar = np.array(columns["exit_bar"], dtype=np.int64)
+def _trades_frame(log: np.ndarray, index: pd.DatetimeIndex, reasons: tuple[str, ...]) -> pd.DataFrame:
+    """The kernel's trade log as a DataFrame with TRADE_COLUMNS (typed even when empty), built in one go."""
+    columns = dict(zip(_LOGGED, log.T))
+    entry_bar = columns["entry_bar"].astype(np.int64)
+    exit_bar = columns["exit_bar"].astype(np.int64)
     values = {
         "entry_bar": entry_bar, "entry_time": index[entry_bar],
         "exit_bar": exit_bar, "exit_time": index[exit_bar],
-        "side": pd.Series(columns["side"], dtype=object),
-        "exit_reason": pd.Series(columns["exit_reason"], dtype=object),
+        "side": pd.Series(np.where(columns["side"] > 0, "long", "short"), dtype=object),
+        "exit_reason": pd.Series(np.asarray(reasons, dtype=object)[columns["exit_reason"].astype(np.int64)],
+                                 dtype=object),
     }
     return pd.DataFrame({name: values[name] if name in values else np.array(columns[name], dtype=np.float64)
                          for name in TRADE_COLUMNS}, copy=False)
