@@ -18,6 +18,7 @@ from candleflow.config.loader import read_strategy
 from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
 from candleflow.dag.cache import NodeCache
 from candleflow.dag.executor import Scheduler, execute
+from candleflow.errors import warn
 from candleflow.data import load_candles, load_source, validate_candles
 from candleflow.nodes.compute import base_aligned
 from candleflow.results import write_results
@@ -107,7 +108,10 @@ def run_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: No
     """
     outcome = execute(compiled, candles, cache=cache, scheduler=scheduler, num_workers=num_workers,
                       on_node_done=on_node_done, progress=progress, script_options=script_options, replay=replay)
-    return BacktestResult(compiled, candles, outcome.values, outcome.stats, source_text)
+    result = BacktestResult(compiled, candles, outcome.values, outcome.stats, source_text)
+    for text, count in result.simulation.notes.items():  # orders that did not happen are never silent
+        warn(f"{compiled.file}: {text} ({count} time{'s' if count != 1 else ''})")
+    return result
 
 
 def run_backtest(strategy_file: str | Path, *, data: str | Path | pd.DataFrame | None = None,

@@ -164,17 +164,20 @@ class Distance(_Strict):
     (0.02, 2.0)
     """
 
-    fraction: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    fraction: float | None = Field(default=None, allow_inf_nan=False)
     atr: str | None = None
-    multiple: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    multiple: float | None = Field(default=None, allow_inf_nan=False)
     price: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _number(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return {"fraction": value}
-        return value
+        return _number_as(value, "fraction", "a fraction (0.02), {atr: <atr node>, multiple: 2} or {price: <indicator>}")
+
+    @property
+    def size(self) -> float:
+        """The fraction or ATR multiple (a price level counts as 1: it has no sign to check)."""
+        return 1.0 if self.price is not None else self.fraction if self.fraction is not None else self.multiple
 
     @model_validator(mode="after")
     def _one_form(self) -> "Distance":
@@ -185,9 +188,9 @@ class Distance(_Strict):
             raise ValueError("an ATR distance needs both 'atr' (an indicator) and 'multiple'")
         return self
 
-    def refs(self) -> list[str]:
-        """The indicator outputs this distance reads."""
-        return [ref for ref in (self.atr, self.price) if ref is not None]
+    def refs(self) -> list[tuple[str, str]]:
+        """``(field, indicator output)`` for the indicator this distance reads, if any."""
+        return [(key, ref) for key, ref in (("atr", self.atr), ("price", self.price)) if ref is not None]
 
     def text(self) -> str:
         if self.fraction is not None:
@@ -195,6 +198,15 @@ class Distance(_Strict):
         if self.price is not None:
             return self.price
         return f"{self.multiple:g} x {self.atr}"
+
+
+def _number_as(value: Any, key: str, forms: str) -> Any:
+    """A bare number as ``{key: number}``; a string (not a mapping) is an error naming the accepted ``forms``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {key: value}
+    if isinstance(value, (str, bool, list)):
+        raise ValueError(f"give {forms}, got {value!r}")
+    return value
 
 
 class Commission(_Strict):
@@ -208,9 +220,8 @@ class Commission(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _number(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return {"fraction": value}
-        return value
+        return _number_as(value, "fraction", "a fraction of notional (0.001) or {fraction, per_unit, per_order, "
+                                             "minimum}")
 
 
 class PriceCost(_Strict):
@@ -222,9 +233,7 @@ class PriceCost(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _number(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return {"units": value}
-        return value
+        return _number_as(value, "units", "a number in price units (0.0001) or {bps: 1.5}")
 
 
 class Execution(_Strict):
@@ -252,6 +261,17 @@ class EntryOrder(_Strict):
     limit_offset: Distance | None = None
     valid_for: int | None = Field(default=None, ge=1)
 
+    @field_validator("offset", "limit_offset")
+    @classmethod
+    def _not_negative(cls, distance: Distance | None, info) -> Distance | None:
+        if distance is None or distance.size >= 0:
+            return distance
+        if info.field_name == "offset":
+            raise ValueError(f"an offset is a distance from the close (a buy limit below it, a buy stop above it): "
+                             f"got {distance.size}, use >= 0")
+        raise ValueError(f"a stop-limit's limit lies at or beyond its stop (a buy pays at most stop + limit_offset, "
+                         f"a sell gets at least stop - limit_offset): got {distance.size}, use >= 0")
+
     @model_validator(mode="after")
     def _consistent(self) -> "EntryOrder":
         if self.type == "market":
@@ -259,8 +279,10 @@ class EntryOrder(_Strict):
             if given:
                 raise ValueError(f"a market order takes no '{given[0]}'; use type: limit, stop or stop_limit")
             return self
-        if (self.price is None) == (self.offset is None):
-            raise ValueError(f"a {self.type} order needs one of 'price' (an indicator) or 'offset' (from the close)")
+        if self.price is not None and self.offset is not None:
+            raise ValueError(f"give a {self.type} order 'price' or 'offset', not both")
+        if self.price is None and self.offset is None:
+            raise ValueError(f"a {self.type} order needs 'price' (an indicator output) or 'offset' (from the close)")
         for name in ("offset", "limit_offset"):
             distance = getattr(self, name)
             if distance is not None and distance.price is not None:
@@ -272,9 +294,11 @@ class EntryOrder(_Strict):
             raise ValueError("'limit_offset' is only for type: stop_limit")
         return self
 
-    def refs(self) -> list[str]:
-        refs = [self.price] if self.price else []
-        return refs + [r for d in (self.offset, self.limit_offset) if d is not None for r in d.refs()]
+    def refs(self) -> list[tuple[str, str]]:
+        """``(field, indicator output)`` for every indicator this order reads."""
+        refs = [("price", self.price)] if self.price else []
+        return refs + [(f"{name}.atr", d.atr) for name in ("offset", "limit_offset")
+                       if (d := getattr(self, name)) is not None and d.atr]
 
 
 class Orders(_Strict):
@@ -299,11 +323,13 @@ class Sizing(_Strict):
     whole_units: bool = False
     max_leverage: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
-    @model_validator(mode="after")
-    def _fraction_range(self) -> "Sizing":
-        if self.method in ("fraction", "risk") and self.value > 1:
-            raise ValueError(f"{self.method} sizing takes a value in (0, 1]")
-        return self
+    @field_validator("value")
+    @classmethod
+    def _fraction_range(cls, value: float, info) -> float:
+        method = info.data.get("method")
+        if method in ("fraction", "risk") and value > 1:
+            raise ValueError(f"{method} sizing takes a value in (0, 1] (a fraction of equity), got {value}")
+        return value
 
 
 class Risk(_Strict):
@@ -317,20 +343,23 @@ class Risk(_Strict):
     max_bars: int | None = Field(default=None, ge=1)
     allow_short: bool = True
 
-    @model_validator(mode="after")
-    def _ranges(self) -> "Risk":
-        for name in ("stop_loss", "trailing_stop"):
-            distance = getattr(self, name)
-            if distance is not None and distance.fraction is not None and distance.fraction >= 1:
-                raise ValueError(f"{name} as a fraction must be less than 1 (0.02 is 2 %)")
-        if self.trailing_stop is not None and self.trailing_stop.price is not None:
-            raise ValueError("trailing_stop is a fraction or {atr: <node>, multiple: k}; it trails the closes")
-        return self
+    @field_validator("stop_loss", "take_profit", "trailing_stop")
+    @classmethod
+    def _distance(cls, distance: Distance | None, info) -> Distance | None:
+        if distance is None:
+            return None
+        if not distance.size > 0:
+            raise ValueError(f"a distance of zero or less exits at once: got {distance.size}, give more than 0")
+        if info.field_name != "take_profit" and distance.fraction is not None and distance.fraction >= 1:
+            raise ValueError("as a fraction it must be less than 1 (0.02 is 2 %)")
+        if info.field_name == "trailing_stop" and distance.price is not None:
+            raise ValueError("a trailing stop is a fraction or {atr: <node>, multiple: k}; it trails the closes")
+        return distance
 
     def refs(self) -> list[tuple[str, str]]:
-        """``(setting, indicator output)`` for every indicator these exits read."""
-        return [(name, ref) for name in ("stop_loss", "take_profit", "trailing_stop")
-                for ref in (getattr(self, name).refs() if getattr(self, name) is not None else [])]
+        """``(field, indicator output)`` for every indicator these exits read."""
+        return [(f"{name}.{key}", ref) for name in ("stop_loss", "take_profit", "trailing_stop")
+                if (d := getattr(self, name)) is not None for key, ref in d.refs()]
 
 
 class Strategy(_Strict):
@@ -357,19 +386,12 @@ class Strategy(_Strict):
             raise ValueError(f"timeframe '{value}' not understood; use e.g. 1m, 15m, 1h, 4h, 1d")
         return value
 
-    @model_validator(mode="after")
-    def _risk_sizing_needs_a_stop(self) -> "Strategy":
-        if self.sizing.method == "risk" and self.risk.stop_loss is None and self.risk.trailing_stop is None:
-            raise ValueError("sizing method 'risk' sizes each trade by its distance to the stop: give "
-                             "risk.stop_loss or risk.trailing_stop")
-        return self
-
     def order_refs(self) -> list[tuple[str, str]]:
         """``(YAML path, indicator output)`` for every indicator the evaluator reads (order prices, stops)."""
         refs = [(f"risk.{name}", ref) for name, ref in self.risk.refs()]
         for key in ("entry", "buy", "sell"):
             order = getattr(self.orders, key)
-            refs += [(f"orders.{key}", ref) for ref in (order.refs() if order is not None else [])]
+            refs += [(f"orders.{key}.{name}", ref) for name, ref in (order.refs() if order is not None else [])]
         return refs
 
 

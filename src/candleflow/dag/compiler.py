@@ -208,6 +208,10 @@ def _add_order_levels(compiled: CompiledStrategy, kinds: dict[str, str], errors:
             if binding not in edge["bindings"]:
                 graph.add_edge(binding.source, EVALUATOR, bindings=edge["bindings"] + [binding])
     graph.nodes[EVALUATOR]["levels"] = tuple(levels)
+    strategy = compiled.strategy
+    if strategy.sizing.method == "risk" and strategy.risk.stop_loss is None and strategy.risk.trailing_stop is None:
+        errors.append(("sizing.method", "'risk' sizes each trade by its distance to the stop: give risk.stop_loss "
+                                        "or risk.trailing_stop"))
 
 
 def _check_cycle(graph: nx.DiGraph, errors: list) -> None:
