@@ -13,6 +13,11 @@ from test_errors_cli import GOOD, assert_user_error, run_cli, workspace  # noqa:
 ATR = GOOD.replace("signals:", "  - {name: atr, component: atr}\n  - {name: bb, component: bollinger}\nsignals:")
 
 CASES = [
+    ("partial-exit-over-one", GOOD.replace("exit: {death_cross: close}", "exit: {death_cross: {close_long: 2}}"),
+     "s.yaml: rules.exit.death_cross: a partial exit closes a fraction in (0, 1] of each trade, got 2"),
+    ("partial-exit-unknown-key", GOOD.replace("exit: {death_cross: close}",
+                                              "exit: {close_long: {when: death_cross, fraction: 0.5, size: 1}}"),
+     "s.yaml: rules.exit.close_long.size: a partial exit takes 'when' (its condition) and 'fraction'"),
     ('orders-unknown-key', GOOD + "orders: {entry: {type: limit, offset: 0.01, expiry: 3}}\n",
      's.yaml: orders.entry.expiry: unknown key (check the spelling; see README for the schema)'),
     ('orders-bad-type', GOOD + "orders: {entry: {type: iceberg}}\n",
@@ -103,6 +108,6 @@ risk: {stop_loss: {price: low}, take_profit: {atr: atr, multiple: 3}, trailing_s
 sizing: {method: risk, value: 0.01, whole_units: true, max_leverage: 2}
 execution: {commission: {fraction: 0.0005, per_unit: 0.01, per_order: 1, minimum: 2}, spread: {bps: 1},
             slippage: 0.0001, close_at_end: true}
-"""
+""".replace("exit: {death_cross: close}", "exit: {close_long: {when: death_cross, fraction: 0.5}, close: death_cross}")
     code, out, err = run_cli(capsys, workspace, text, command="validate")
     assert (code, err) == (0, ""), err

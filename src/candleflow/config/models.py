@@ -150,8 +150,28 @@ class Rules(_Strict):
         return "conditions"
 
     def signal_rules(self, section: str) -> dict[str, str]:
-        """The section's ``signal type -> action`` mapping; empty when it is in condition form."""
-        return getattr(self, section) if self.form(section) == "signals" else {}
+        """The section's ``signal type -> action`` mapping; empty when it is in condition form.
+
+        A partial exit ``{rsi_high: {close_long: 0.5}}`` maps to its action (``close_long``).
+        """
+        if self.form(section) != "signals":
+            return {}
+        return {key: next(iter(value)) if _is_partial(value) else value for key, value in getattr(self, section).items()}
+
+    def exit_fractions(self) -> dict[str, float]:
+        """The partial exits: ``{signal type: fraction}`` (signal form) or ``{action: fraction}`` (condition form)."""
+        form = self.form("exit")
+        if form == "signals":
+            return {key: next(iter(value.values())) for key, value in self.exit.items() if _is_partial(value)}
+        if form == "conditions":
+            return {action: value["fraction"] for action, value in self.exit.items()
+                    if isinstance(value, dict) and "when" in value and "fraction" in value}
+        return {}
+
+
+def _is_partial(value: Any) -> bool:
+    """``{close_long: 0.5}``: an exit action closing a fraction of each trade."""
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in EXIT_ACTIONS
 
 
 class Distance(_Strict):

@@ -440,5 +440,9 @@ def _check_rules(strategy: Strategy, plans: dict[str, NodePlan], kinds: dict[str
                                          f"(it emits: {', '.join(declared)})"))
             elif all_declared and key not in known_types:
                 errors.append((path, f"no signal emits '{key}' (emitted: {', '.join(sorted(known_types)) or 'none'})"))
+    for key, fraction in strategy.rules.exit_fractions().items():
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            errors.append((f"rules.exit.{key}", f"a partial exit closes a fraction in (0, 1] of each trade, "
+                                                f"got {fraction!r}"))
     if not strategy.rules.entry:
         errors.append(("rules.entry", "no entry rule: map a signal type to buy or sell"))

@@ -80,7 +80,14 @@ def compile_conditions(strategy: Strategy, kinds: dict[str, str], plans: dict[st
         if strategy.rules.form(section) != "conditions":
             continue
         for action, value in getattr(strategy.rules, section).items():
-            root = parser.expression(value, f"rules.{section}.{action}")
+            path = f"rules.{section}.{action}"
+            if section == "exit" and isinstance(value, dict) and "when" in value:  # a partial exit
+                extra = sorted(set(value) - {"when", "fraction"})
+                if extra:
+                    parser.fail(f"{path}.{extra[0]}", "a partial exit takes 'when' (its condition) and 'fraction'")
+                    continue
+                value, path = value["when"], f"{path}.when"
+            root = parser.expression(value, path)
             if root is not None:
                 parser.result.roots[action] = root
     return parser.result

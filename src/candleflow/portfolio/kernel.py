@@ -34,13 +34,14 @@ W_ACTIVE, W_KIND, W_STOP, W_LIMIT, W_DECIDED, W_EXPIRES, W_TRIGGERED = range(7)
 L_SIDE, L_SIZE, L_ENTRY_BAR, L_ENTRY, L_EXIT_BAR, L_EXIT, L_PNL, L_RETURN, L_COMMISSION, L_REASON = range(10)
 MARKET, LIMIT, STOP, STOP_LIMIT = range(4)
 REASONS = ("signal", "reversal", "max_bars", "stop_loss", "trailing_stop", "break_even", "take_profit", "end",
-           "open")
-SIGNAL, REVERSAL, MAX_BARS, STOP_LOSS, TRAILING_STOP, BREAK_EVEN, TAKE_PROFIT, END, OPEN = range(9)
+           "open", "partial")
+SIGNAL, REVERSAL, MAX_BARS, STOP_LOSS, TRAILING_STOP, BREAK_EVEN, TAKE_PROFIT, END, OPEN, PARTIAL = range(10)
 NOTES = ("entry order not placed: its price is NaN (indicator warm-up)",
          "entry skipped: risk sizing needs the stop on the loss side of the fill",
          "entry size cut to max_leverage", "entry skipped: size not positive",
-         "trade opened without a stop-loss or take-profit: its level is NaN (indicator warm-up)")
-N_NAN_PRICE, N_RISK_SIDE, N_LEVERAGE, N_SIZE, N_NAN_LEVEL = range(5)
+         "trade opened without a stop-loss or take-profit: its level is NaN (indicator warm-up)",
+         "partial exit skipped: the part is less than one unit (whole_units)")
+N_NAN_PRICE, N_RISK_SIDE, N_LEVERAGE, N_SIZE, N_NAN_LEVEL, N_PARTIAL = range(6)
 # params (float64) indexes
 (P_NEXT_OPEN, P_ALLOW_SHORT, P_MAX_ENTRIES, P_UNITS, P_BPS, P_FRACTION, P_PER_UNIT, P_PER_ORDER, P_MINIMUM,
  P_SIZING, P_VALUE, P_WHOLE, P_LEVERAGE, P_BREAK_EVEN, P_MAX_BARS, P_CLOSE_AT_END, P_HAS_TRAIL, P_CASH) = range(18)
@@ -120,11 +121,7 @@ def _after_close(trades, held, p, trail_from, close, bar):
 @njit(cache=True)
 def _close(trades, held, cash, log, count, p, i, bar, price, reason):
     """Close open trade ``i`` at ``price`` (before costs) and log it."""
-    t, side = trades[i], held[1]
-    fill = _fill(p, -side, price)
-    commission = _commission(p, t[T_SIZE], fill)
-    cash[0] += side * t[T_SIZE] * fill - commission
-    _log(log, count, t, side, bar, fill, commission, reason)
+    _sell_part(trades, held, cash, log, count, p, i, trades[i, T_SIZE], bar, price, reason)
     for j in range(i, held[0] - 1):
         trades[j] = trades[j + 1]
     held[0] -= 1
@@ -133,14 +130,44 @@ def _close(trades, held, cash, log, count, p, i, bar, price, reason):
 
 
 @njit(cache=True)
-def _log(log, count, t, side, bar, exit_price, exit_commission, reason):
+def _reduce(trades, held, cash, log, count, p, notes, i, fraction, bar, price):
+    """Close ``fraction`` of open trade ``i``: the part is logged as a trade (reason ``partial``) carrying its
+    share of the entry commission; the rest stays open with its fill, stops and clock."""
+    size = trades[i, T_SIZE]
+    part = math.floor(size * fraction) if p[P_WHOLE] > 0 else size * fraction
+    if not part > 0:
+        notes[N_PARTIAL] += 1
+        return False
+    if part >= size:
+        _close(trades, held, cash, log, count, p, i, bar, price, SIGNAL)
+        return True
+    _sell_part(trades, held, cash, log, count, p, i, part, bar, price, PARTIAL)
+    return False
+
+
+@njit(cache=True)
+def _sell_part(trades, held, cash, log, count, p, i, part, bar, price, reason):
+    """Close ``part`` units of open trade ``i`` at ``price`` and log them; the trade keeps the rest."""
+    side, size = held[1], trades[i, T_SIZE]
+    fill = _fill(p, -side, price)
+    commission = _commission(p, part, fill)
+    cash[0] += side * part * fill - commission
+    entry_commission = trades[i, T_COMMISSION] if part == size else trades[i, T_COMMISSION] * (part / size)
+    _log(log, count, side, part, trades[i, T_ENTRY_BAR], trades[i, T_ENTRY], entry_commission, bar, fill,
+         commission, reason)
+    trades[i, T_SIZE] = size - part
+    trades[i, T_COMMISSION] -= entry_commission
+
+
+@njit(cache=True)
+def _log(log, count, side, size, entry_bar, entry_price, entry_commission, bar, exit_price, exit_commission, reason):
     row = log[count[0]]
     count[0] += 1
-    commission = t[T_COMMISSION] + exit_commission
-    pnl = side * t[T_SIZE] * (exit_price - t[T_ENTRY]) - commission
-    row[L_SIDE], row[L_SIZE], row[L_ENTRY_BAR], row[L_ENTRY] = side, t[T_SIZE], t[T_ENTRY_BAR], t[T_ENTRY]
+    commission = entry_commission + exit_commission
+    pnl = side * size * (exit_price - entry_price) - commission
+    row[L_SIDE], row[L_SIZE], row[L_ENTRY_BAR], row[L_ENTRY] = side, size, entry_bar, entry_price
     row[L_EXIT_BAR], row[L_EXIT], row[L_PNL] = bar, exit_price, pnl
-    row[L_RETURN], row[L_COMMISSION], row[L_REASON] = pnl / (t[T_SIZE] * t[T_ENTRY]), commission, reason
+    row[L_RETURN], row[L_COMMISSION], row[L_REASON] = pnl / (size * entry_price), commission, reason
 
 
 @njit(cache=True)
@@ -249,15 +276,24 @@ def _place(working, p, notes, kinds, prices, valid_for, side, decided):
 
 @njit(cache=True)
 def _act(state, p, notes, levels, orders, entry, exits, bar, price, decided):
-    """Signal exits, time exits, then the entry, at ``price`` (an open or a close)."""
+    """Signal exits (whole or partial), time exits, then the entry, at ``price`` (an open or a close)."""
     trades, held, cash, working, log, count = state
-    side = held[1]
-    if side != 0 and exits & (1 if side > 0 else 2):
-        _close_all(trades, held, cash, log, count, p, bar, price, SIGNAL)
-    if exits & 1:
-        working[0, W_ACTIVE] = 0.0
-    if exits & 2:
-        working[1, W_ACTIVE] = 0.0
+    kinds, prices, valid_for, fractions = orders
+    for s in range(2):
+        if not exits & (1 << s):
+            continue
+        fraction = fractions[s, decided] if fractions.shape[1] > 0 else 1.0
+        if fraction >= 1:
+            working[s, W_ACTIVE] = 0.0
+        if held[1] != (1 if s == 0 else -1):
+            continue
+        if fraction >= 1:
+            _close_all(trades, held, cash, log, count, p, bar, price, SIGNAL)
+        else:
+            i = 0
+            while i < held[0]:
+                if not _reduce(trades, held, cash, log, count, p, notes, i, fraction, bar, price):
+                    i += 1
     i = 0
     while i < held[0]:
         if trades[i, T_DUE] == bar:
@@ -265,7 +301,6 @@ def _act(state, p, notes, levels, orders, entry, exits, bar, price, decided):
         else:
             i += 1
     if entry != 0:
-        kinds, prices, valid_for = orders
         if kinds[0 if entry > 0 else 1] == MARKET:
             first_check = bar if p[P_NEXT_OPEN] > 0 else bar + 1
             _enter(trades, held, cash, log, count, p, notes, levels, entry, bar, price, decided, first_check)
@@ -335,5 +370,6 @@ def run(opens, highs, lows, closes, entries, exits, p, levels, trail_from, order
             total += trades[i, T_SIZE]
         position_at[bar] = held[1] * total
     for i in range(held[0]):
-        _log(log, count, trades[i], held[1], n - 1, closes[n - 1], 0.0, OPEN)
+        _log(log, count, held[1], trades[i, T_SIZE], trades[i, T_ENTRY_BAR], trades[i, T_ENTRY],
+             trades[i, T_COMMISSION], n - 1, closes[n - 1], 0.0, OPEN)
     return count[0]

@@ -45,12 +45,14 @@ class Actions:
     """Per-bar actions decided on each bar's close (see module docstring).
 
     ``unmatched`` lists, sorted, the ``node.signal_type`` events that occurred but
-    match no rule (the caller may warn about them).
+    match no rule (the caller may warn about them).  ``close_fraction`` (None: every exit is
+    whole) holds, per side and bar, the largest fraction the bar's exits close.
     """
 
     entry: np.ndarray
     exit: np.ndarray
     unmatched: tuple[str, ...] = field(default=())
+    close_fraction: np.ndarray | None = None  # [0 long | 1 short, bar]: the share of each trade an exit closes
 
 
 def actions_from_signals(signal_frames: dict[str, pd.DataFrame], rules: Rules, n_candles: int,
@@ -59,6 +61,15 @@ def actions_from_signals(signal_frames: dict[str, pd.DataFrame], rules: Rules, n
     buy = np.zeros(n_candles, dtype=bool)
     sell = np.zeros(n_candles, dtype=bool)
     exits = np.zeros(n_candles, dtype=np.int8)
+    fractions = rules.exit_fractions()
+    close_fraction = np.zeros((2, n_candles))
+
+    def close(where, flag: int, fraction: float) -> None:
+        exits[where] |= flag
+        for row, bit in enumerate((CLOSE_LONG, CLOSE_SHORT)):
+            if flag & bit:
+                close_fraction[row, where] = np.maximum(close_fraction[row, where], fraction)
+
     unmatched: set[str] = set()
     entry_rules, exit_rules = rules.signal_rules("entry"), rules.signal_rules("exit")
     for node, frame in signal_frames.items():
@@ -67,7 +78,7 @@ def actions_from_signals(signal_frames: dict[str, pd.DataFrame], rules: Rules, n
         for signal_type in pd.unique(types):
             keys = (signal_type, f"{node}.{signal_type}")
             entry_actions = {entry_rules[key] for key in keys if key in entry_rules}
-            exit_flags = [EXIT_FLAGS[exit_rules[key]] for key in keys if key in exit_rules]
+            exit_flags = [(EXIT_FLAGS[exit_rules[key]], fractions.get(key, 1.0)) for key in keys if key in exit_rules]
             if not entry_actions and not exit_flags:
                 unmatched.add(f"{node}.{signal_type}")
                 continue
@@ -76,13 +87,15 @@ def actions_from_signals(signal_frames: dict[str, pd.DataFrame], rules: Rules, n
                 buy[where] = True
             if "sell" in entry_actions:
                 sell[where] = True
-            for flag in exit_flags:
-                exits[where] |= flag
+            for flag, fraction in exit_flags:
+                close(where, flag, fraction)
     for action, series in (conditions or {}).items():
         where = np.asarray(series, dtype="float64") > 0.5
         if action in EXIT_FLAGS:
-            exits[where] |= EXIT_FLAGS[action]
+            close(where, EXIT_FLAGS[action], fractions.get(action, 1.0))
         else:
             (buy if action == "buy" else sell)[where] = True
     entry = buy.astype(np.int8) - sell.astype(np.int8)
-    return Actions(entry=entry, exit=exits, unmatched=tuple(sorted(unmatched)))
+    partial = fractions and bool(((close_fraction > 0) & (close_fraction < 1)).any())
+    return Actions(entry=entry, exit=exits, unmatched=tuple(sorted(unmatched)),
+                   close_fraction=close_fraction if partial else None)

@@ -202,12 +202,15 @@ def simulate(
     entries = np.ascontiguousarray(actions.entry, dtype=np.int8)
     exits = np.ascontiguousarray(actions.exit, dtype=np.int8)
     exit_levels, trail_from = _exit_arrays(risk, series, n)
+    fractions = actions.close_fraction if actions.close_fraction is not None else np.zeros((2, 0))
     cash_at, position = np.empty(n), np.empty(n)
-    log = np.empty((int(np.count_nonzero(entries)) + 1, len(_LOGGED)))
+    partial_exits = int(np.count_nonzero(exits)) if actions.close_fraction is not None else 0
+    # a row per trade, and per partial exit one per trade it reduces
+    log = np.empty((int(np.count_nonzero(entries)) + partial_exits * orders.max_entries + 1, len(_LOGGED)))
     notes = np.zeros(len(kernel.NOTES), np.int64)
     count = kernel.run(opens, highs, lows, closes, entries, exits,
                        _params(execution, orders, sizing, risk, float(initial_cash)), exit_levels, trail_from,
-                       _order_arrays(orders, series, n), cash_at, position, log, notes) if n else 0
+                       (*_order_arrays(orders, series, n), fractions), cash_at, position, log, notes) if n else 0
     equity = pd.Series(cash_at + position * closes, index=candles.index, name="equity", dtype=np.float64)
     trades = _trades_frame(log[:count], candles.index, kernel.REASONS)
     metrics = compute_metrics(equity, trades, position, initial_cash=initial_cash)
