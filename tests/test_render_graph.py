@@ -226,3 +226,31 @@ def test_a_failing_dot_for_a_graph_inside_out_keeps_the_old_results(repo, tmp_pa
                         "the results are written without it"]
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "out"]
+
+
+def test_the_evaluator_shows_its_order_settings_and_the_levels_it_reads(tmp_path):
+    strategy = parse_strategy("""
+name: orders
+symbol: EURUSD
+timeframe: 1h
+data: {sample: eurusd_1h}
+indicators:
+  - {name: fast, component: sma, params: {period: 5}}
+  - {name: slow, component: sma, params: {period: 30}}
+  - {name: atr, component: atr}
+  - {name: bb, component: bollinger}
+signals:
+  - {name: cross, component: ma_crossover, inputs: [fast, slow]}
+rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
+orders: {entry: {type: limit, offset: 0.001, valid_for: 10}, max_entries: 2}
+execution: {commission: 0.001, spread: {bps: 1}, close_at_end: true}
+sizing: {method: risk, value: 0.01, max_leverage: 2}
+risk: {stop_loss: {price: bb.lower}, trailing_stop: {atr: atr, multiple: 3}, max_bars: 48, allow_short: false}
+""")
+    compiled = compile_strategy(strategy, workspace=tmp_path)
+    source = html.unescape(render_graph(compiled, tmp_path / "g.dot").read_text())
+    for text in ("fill next_open · commission 0.001 · spread 1 bps · close at end",
+                 "entry limit close-0.001 · 10 candles", "size risk 0.01 · leverage 2 · pyramiding 2",
+                 "stop-loss bb.lower · trailing 3 x atr · max 48 bars · long only"):
+        assert text in source, text
+    assert {s for s, t in compiled.graph.in_edges("evaluator")} == {"cross", "atr", "bb"}

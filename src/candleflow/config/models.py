@@ -244,6 +244,13 @@ class Commission(_Strict):
                                              "minimum}")
 
 
+    def text(self) -> str:
+        """Short text for the graph ("" when free)."""
+        parts = [f"{self.fraction:g}" if self.fraction else "", f"{self.per_unit:g}/unit" if self.per_unit else "",
+                 f"{self.per_order:g}/order" if self.per_order else "", f"min {self.minimum:g}" if self.minimum else ""]
+        return " + ".join(part for part in parts if part)
+
+
 class PriceCost(_Strict):
     """A spread or slippage: ``units`` of price (a bare number) or ``bps`` (basis points) of the price."""
 
@@ -254,6 +261,11 @@ class PriceCost(_Strict):
     @classmethod
     def _number(cls, value: Any) -> Any:
         return _number_as(value, "units", "a number in price units (0.0001) or {bps: 1.5}")
+
+    def text(self) -> str:
+        """Short text for the graph ("" when free)."""
+        return " + ".join(part for part in (f"{self.units:g}" if self.units else "",
+                                            f"{self.bps:g} bps" if self.bps else "") if part)
 
 
 class Execution(_Strict):
@@ -313,6 +325,15 @@ class EntryOrder(_Strict):
         if self.type != "stop_limit" and self.limit_offset is not None:
             raise ValueError("'limit_offset' is only for type: stop_limit")
         return self
+
+    def text(self) -> str:
+        """Short text for the graph: ``limit close-0.001 · 10 candles``."""
+        if self.type == "market":
+            return "market"
+        toward = "-" if self.type == "limit" else "+"
+        price = self.price if self.price else f"close{toward}{self.offset.text()}"
+        limit = f" limit +{self.limit_offset.text()}" if self.limit_offset is not None else ""
+        return f"{self.type} {price}{limit}" + (f" · {self.valid_for} candles" if self.valid_for else "")
 
     def refs(self) -> list[tuple[str, str]]:
         """``(field, indicator output)`` for every indicator this order reads."""
@@ -405,6 +426,32 @@ class Strategy(_Strict):
         if parse_timeframe(value) is None:
             raise ValueError(f"timeframe '{value}' not understood; use e.g. 1m, 15m, 1h, 4h, 1d")
         return value
+
+    def order_lines(self) -> list[str]:
+        """The order settings in a few short lines (the evaluator's box in the graph drawing).
+
+        >>> Strategy.model_validate({"name": "x", "symbol": "S", "timeframe": "1h", "data": {"sample": "s"},
+        ...     "rules": {"entry": {}}, "risk": {"stop_loss": 0.02}}).order_lines()
+        ['fill next_open', 'entry market', 'size fraction 1', 'stop-loss 0.02']
+        """
+        execution, orders, sizing, risk = self.execution, self.orders, self.sizing, self.risk
+        costs = [f"{name} {value}" for name, value in (("commission", execution.commission.text()),
+                                                      ("spread", execution.spread.text()),
+                                                      ("slippage", execution.slippage.text())) if value]
+        lines = [" · ".join([f"fill {execution.fill}", *costs, *(["close at end"] if execution.close_at_end else [])])]
+        sides = [("entry", orders.entry)] + [(key, getattr(orders, key)) for key in ("buy", "sell")
+                                             if getattr(orders, key) is not None]
+        lines += [f"{key} {order.text()}" for key, order in sides]
+        size = [f"size {sizing.method} {sizing.value:g}", *(["whole units"] if sizing.whole_units else []),
+                *([f"leverage {sizing.max_leverage:g}"] if sizing.max_leverage else []),
+                *([f"pyramiding {orders.max_entries}"] if orders.max_entries > 1 else [])]
+        lines.append(" · ".join(size))
+        exits = [f"{label} {d.text()}" for label, d in (("stop-loss", risk.stop_loss), ("take-profit", risk.take_profit),
+                                                       ("trailing", risk.trailing_stop)) if d is not None]
+        exits += [f"break-even {risk.break_even:g}"] if risk.break_even else []
+        exits += [f"max {risk.max_bars} bars"] if risk.max_bars else []
+        exits += [] if risk.allow_short else ["long only"]
+        return lines + ([" · ".join(exits)] if exits else [])
 
     def order_refs(self) -> list[tuple[str, str]]:
         """``(YAML path, indicator output)`` for every indicator the evaluator reads (order prices, stops)."""

@@ -150,7 +150,8 @@ def _describe(compiled: "CompiledStrategy", name: str) -> list[str]:
                 escape(_clip(compiled.graph.nodes[name]["label"], tail=True))]
     if name == EVALUATOR:
         rules = [*strategy.rules.signal_rules("entry").items(), *strategy.rules.signal_rules("exit").items()]
-        return [escape(_clip(f"{key}: {action}")) for key, action in rules]  # condition-form actions label edges
+        lines = [escape(_clip(f"{key}: {action}")) for key, action in rules]  # condition-form actions label edges
+        return lines + [f"<I>{escape(_clip(line, 2 * CLIP))}</I>" for line in strategy.order_lines()]
     plan: NodePlan = compiled.plans[name]
     lines = [f"<I>{escape(_clip(plan.label))}</I>"]
     if plan.kind == "condition":  # the operator ("all", "close > sma200"); its params are internal
