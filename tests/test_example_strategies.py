@@ -62,4 +62,15 @@ def test_breakout_entries_are_closing_extremes_in_a_trend(repo):
     longs, shorts = _decisions(result, "long"), _decisions(result, "short")
     assert len(longs) >= 5 and len(shorts) >= 5
     assert up.to_numpy()[longs].all() and down.to_numpy()[shorts].all()
-    assert (result.trades["exit_reason"] == "stop_loss").any()
+    assert {"stop_loss", "trailing_stop"} <= set(result.trades["exit_reason"])
+
+
+def test_breakout_risks_half_a_percent_of_equity_two_atr_away(repo):
+    result = run_backtest(repo / "strategies" / "donchian_breakout.yaml")
+    trades, atr = result.trades, result.values["atr"].to_numpy()
+    equity, position = result.simulation.equity.to_numpy(), result.simulation.position
+    decided = trades["entry_bar"].to_numpy() - 1
+    flat = position[decided] == 0  # equity is all cash then: the sizing's equity
+    expected = 0.005 * equity[decided] / (2 * atr[decided])
+    assert flat.sum() >= 20
+    np.testing.assert_allclose(trades["size"].to_numpy()[flat], expected[flat], rtol=1e-9)
