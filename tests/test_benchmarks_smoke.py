@@ -27,6 +27,7 @@ COMMANDS = {
     "scale": ["scale.py", "--sizes", "1000,3000", "--repeat", "1"],
     "cache": ["cache.py", "--candles", "1500", "--repeat", "1", "--strategies", "sma"],
     "conditions": ["conditions.py", "--candles", "3000", "--repeat", "1"],
+    "orders": ["orders.py", "--candles", "3000", "--repeat", "1"],
 }
 
 
@@ -94,3 +95,10 @@ def test_conditions_compares_with_the_plain_crossover(outputs):
     assert re.search(r"^\s+plain\s.*4 nodes \(0 conditions\)", out, re.M), out
     assert re.search(r"^\s+conditions\s.*16 nodes \(10 conditions\)", out, re.M), out
     assert re.search(r"^conditions / plain = \d+\.\d+x$", out, re.M), out
+
+
+def test_orders_compares_limit_entries_and_trailing_stops_with_market_orders(outputs):
+    out = outputs("orders")
+    assert re.search(r"^\s+plain\s.*exits \{'signal': \d+", out, re.M), out
+    assert re.search(r"^\s+orders\s.*'trailing_stop': \d+", out, re.M), out
+    assert re.search(r"^orders / plain = \d+\.\d+x$", out, re.M), out

@@ -98,7 +98,7 @@ def test_bad_order_setting_is_one_line(capsys, workspace, text, expected):  # no
 
 
 def test_every_new_setting_validates_when_right(capsys, workspace):  # noqa: F811
-    text = ATR + """\
+    text = (ATR + """\
 orders:
   entry: {type: stop_limit, offset: {atr: atr, multiple: 0.5}, limit_offset: 0.001, valid_for: 3}
   sell: {type: limit, price: bb.upper}
@@ -108,6 +108,15 @@ risk: {stop_loss: {price: low}, take_profit: {atr: atr, multiple: 3}, trailing_s
 sizing: {method: risk, value: 0.01, whole_units: true, max_leverage: 2}
 execution: {commission: {fraction: 0.0005, per_unit: 0.01, per_order: 1, minimum: 2}, spread: {bps: 1},
             slippage: 0.0001, close_at_end: true}
-""".replace("exit: {death_cross: close}", "exit: {close_long: {when: death_cross, fraction: 0.5}, close: death_cross}")
+""").replace("exit: {death_cross: close}", "exit: {close_long: {when: death_cross, fraction: 0.5}, close: death_cross}"
+              ).replace("entry: {golden_cross: buy}", "entry: {buy: golden_cross, sell: death_cross}")
+    assert "fraction: 0.5" in text and "sell: death_cross" in text
     code, out, err = run_cli(capsys, workspace, text, command="validate")
     assert (code, err) == (0, ""), err
+
+
+def test_an_order_for_a_side_no_rule_enters_is_a_warning(capsys, workspace):  # noqa: F811
+    code, out, err = run_cli(capsys, workspace, GOOD + "orders: {sell: {type: limit, offset: 0.01}}\n",
+                             command="validate")
+    assert code == 0
+    assert err == "warning: s.yaml: orders.sell: no entry rule does 'sell', so this order is never placed\n"

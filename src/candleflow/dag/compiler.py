@@ -48,7 +48,7 @@ import networkx as nx
 from candleflow.components.registry import Registry
 from candleflow.config.models import SCRIPT, SECTION_ACTIONS, Strategy, parse_timeframe
 from candleflow.dag.conditions import check_rule_form, compile_conditions, register_names
-from candleflow.errors import CompileError
+from candleflow.errors import CompileError, warn
 from candleflow.vocab import CANDLE_COLUMNS, CANDLES, EVALUATOR, Binding, NodePlan
 
 RESERVED = {CANDLES, EVALUATOR, *CANDLE_COLUMNS}
@@ -212,6 +212,17 @@ def _add_order_levels(compiled: CompiledStrategy, kinds: dict[str, str], errors:
     if strategy.sizing.method == "risk" and strategy.risk.stop_loss is None and strategy.risk.trailing_stop is None:
         errors.append(("sizing.method", "'risk' sizes each trade by its distance to the stop: give risk.stop_loss "
                                         "or risk.trailing_stop"))
+    entries = _entry_actions(strategy)
+    for key, action in (("buy", "buy"), ("sell", "sell")):
+        if getattr(strategy.orders, key) is not None and action not in entries:
+            warn(f"{compiled.file}: orders.{key}: no entry rule does '{action}', so this order is never placed")
+
+
+def _entry_actions(strategy: Strategy) -> set[str]:
+    """The actions the entry rules can take (``buy``, ``sell``)."""
+    if strategy.rules.form("entry") == "conditions":
+        return set(strategy.rules.entry)
+    return {action for action in strategy.rules.signal_rules("entry").values() if isinstance(action, str)}
 
 
 def _check_cycle(graph: nx.DiGraph, errors: list) -> None:
