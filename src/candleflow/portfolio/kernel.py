@@ -195,8 +195,11 @@ def _size(trades, held, cash, p, notes, side, price, fill, stop):
     leverage = p[P_LEVERAGE] if not math.isnan(p[P_LEVERAGE]) else 1.0
     room = leverage * equity - notional
     method = p[P_SIZING]
-    if method == FRACTION_SIZING:
-        size = (p[P_VALUE] * room - p[P_PER_ORDER]) / (fill * (1 + p[P_FRACTION]) + p[P_PER_UNIT])
+    if method == FRACTION_SIZING:  # the commission included: its minimum too, when that is what it comes to
+        budget = p[P_VALUE] * room
+        size = (budget - p[P_PER_ORDER]) / (fill * (1 + p[P_FRACTION]) + p[P_PER_UNIT])
+        if size * fill * p[P_FRACTION] + p[P_PER_UNIT] * size + p[P_PER_ORDER] < p[P_MINIMUM]:
+            size = (budget - p[P_MINIMUM]) / fill
     elif method == FIXED_SIZING:
         size = p[P_VALUE]
     else:
