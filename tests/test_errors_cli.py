@@ -119,7 +119,7 @@ CASES = [
     ("bad-node-name", edit("name: fast,", "name: 1fast,"), [],
      "s.yaml: indicators[0].name: String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$', got '1fast'"),
     ("fraction-above-one", GOOD + "sizing: {method: fraction, value: 2}\n", [],
-     "s.yaml: sizing: fraction sizing takes a value in (0, 1]"),
+     "s.yaml: sizing.value: fraction sizing takes a value in (0, 1] (a fraction of equity), got 2.0"),
     # --- unknown keys (every model is strict) -----------------------------------------------------------------------
     ("unknown-top-level-key", GOOD + "colour: red\n", [],
      "s.yaml: colour: unknown key (check the spelling; see README for the schema)"),
