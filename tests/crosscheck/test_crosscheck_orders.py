@@ -19,6 +19,8 @@ backtesting.py set to candleflow's conventions (besides those of ``test_crossche
   the initial stop passed with the order, so ``fill: close`` / ``trade_on_close=True``: with next-open
   fills the peer could not know the fill price the first stop is measured from.  It is handed
   candleflow's Wilder ATR (its own is a simple mean of true ranges), checked against TA-Lib first.
+* ``max_bars: n`` and ``break_even: x`` applied in ``next()``: ``trade.close()`` on the right close, ``sl``
+  moved to the entry price after a close ``x`` beyond it.
 * ``commission`` as a callable ``max(minimum, fraction x |size| x price + per_order)``, per fill.
 
 vectorbt: ``from_signals(..., open, high, low, sl_stop, tp_stop, sl_trail)`` with ``price=close``
@@ -278,6 +280,56 @@ def test_atr_trailing_stop_matches_backtesting_py(goog, atr, short):
     # the stop really moved: most exits are above (a long's) initial stop
     initial = trailed["entry_price"] - (-1 if short else 1) * multiple * atr[trailed["entry_bar"]]
     assert ((-1 if short else 1) * (trailed["exit_price"] - initial) > 0).mean() > 0.5
+
+
+def exits_peer(*, short: bool, close_fill: bool, max_bars: int | None = None, break_even: float | None = None,
+               stop_loss: float | None = None) -> type[Strategy]:
+    """Market entries with candleflow's time exit and break-even move, applied in ``next()`` at each close.
+
+    ``max_bars: n`` closes the trade on the close ``n - 1`` candles after its fill (it then fills at the
+    next open), or ``n`` with ``trade_on_close`` (it then fills at that close).
+    """
+    side = -1 if short else 1
+
+    class Exits(peer_strategy(kind="market", short=short)):
+        def next(self):
+            i, close = len(self.data) - 1, self.data.Close[-1]
+            for trade in self.trades:
+                if break_even and side * close >= side * trade.entry_price * (1 + side * break_even):
+                    trade.sl = (max if side > 0 else min)(trade.sl or -side * math.inf, trade.entry_price)
+                if max_bars and i - trade.entry_bar == max_bars - (0 if close_fill else 1):
+                    trade.sl = trade.tp = None
+                    trade.close()
+            super().next()
+
+        def levels(self, i: int, close: float) -> dict:
+            return {"sl": close * (1 - side * stop_loss)} if stop_loss else {}
+
+    return Exits
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["long", "short"])
+@pytest.mark.parametrize("fill", ["next_open", "close"])
+def test_time_exit_matches_backtesting_py(goog, fill, short):
+    """``max_bars: 5``: out 5 candles after the fill candle, at its open (``next_open``) or its close."""
+    result = candleflow(goog, fill=fill, short=short, risk="{max_bars: 5}")
+    stats = run_peer(goog, exits_peer(short=short, close_fill=fill == "close", max_bars=5),
+                     trade_on_close=fill == "close")
+    mine = assert_same_trades(result, stats)
+    timed = mine[mine["exit_reason"] == "max_bars"]
+    assert len(timed) >= 30 and (timed["exit_bar"] - timed["entry_bar"] == 5).all()
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["long", "short"])
+def test_break_even_matches_backtesting_py(goog, short):
+    """``break_even: 0.02`` with ``stop_loss: 0.05`` (``fill: close``): the peer moves ``sl`` to the entry price
+    after a close 2 % beyond it; the stop-loss goes with the order, as the first trailing stop does."""
+    result = candleflow(goog, fill="close", short=short, risk="{break_even: 0.02, stop_loss: 0.05}")
+    stats = run_peer(goog, exits_peer(short=short, close_fill=True, break_even=0.02, stop_loss=0.05),
+                     trade_on_close=True)
+    mine = assert_same_trades(result, stats)
+    reasons = mine["exit_reason"].value_counts()
+    assert reasons.get("break_even", 0) >= 10 and reasons.get("stop_loss", 0) >= 5
 
 
 def test_commission_per_order_and_minimum_match_backtesting_py(goog):
