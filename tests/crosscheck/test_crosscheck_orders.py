@@ -58,10 +58,10 @@ EXACT = ["entry_time", "exit_time", "entry_bar", "exit_bar", "entry_price", "exi
 
 def candleflow(data: pd.DataFrame, *, fill: str = "next_open", short: bool = False, orders: str = "{}",
                risk: str = "{}", sizing: str = f"{{method: fraction, value: {FRACTION}, whole_units: true}}",
-               commission=COMMISSION, timeframe: str = "1d"):
+               commission=COMMISSION, spread=0, slippage=0, timeframe: str = "1d"):
     return run_candleflow(TEMPLATE, data, fast=FAST, slow=SLOW, band=BAND, atr_period=ATR_PERIOD, fill=fill,
-                          short=short, orders=orders, risk=risk, sizing=sizing, commission=commission, cash=CASH,
-                          timeframe=timeframe)
+                          short=short, orders=orders, risk=risk, sizing=sizing, commission=commission,
+                          spread=spread, slippage=slippage, cash=CASH, timeframe=timeframe)
 
 
 def ours(trades: pd.DataFrame) -> pd.DataFrame:
@@ -401,6 +401,28 @@ def test_fraction_stops_match_vectorbt(eurusd, short):
     reasons = mine["exit_reason"].value_counts()
     assert reasons.get("stop_loss", 0) >= 20 and reasons.get("take_profit", 0) >= 20
     assert result.metrics["final_equity"] == pytest.approx(pf.final_value(), rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("short", [False, True], ids=["long", "short"])
+def test_bps_costs_and_fixed_fee_match_vectorbt(eurusd, short):
+    """``spread: {bps: 1}, slippage: {bps: 0.5}`` (1 bp a fill) and ``commission: {fraction, per_order}`` =
+    vectorbt's relative ``slippage=0.0001``, ``fees`` and ``fixed_fees``, with stops measured from the fill
+    (``stop_entry_price="fillprice"``; its default is the close) and slipped too (``stop_exit_price="stopmarket"``).
+    """
+    result = candleflow(eurusd, fill="close", short=short, risk="{stop_loss: 0.002, take_profit: 0.004}",
+                        sizing=f"{{method: fixed, value: {UNITS}}}", timeframe="1h", spread="{bps: 1}",
+                        slippage="{bps: 0.5}", commission=f"{{fraction: {FX_COMMISSION}, per_order: 0.5}}")
+    pf = vectorbt_run(eurusd, result, short=short, sl_stop=0.002, tp_stop=0.004, slippage=0.0001, fixed_fees=0.5,
+                      stop_entry_price="fillprice", stop_exit_price="stopmarket")
+    mine, theirs = closed_trades(result.trades), vectorbt_trades(pf)
+    assert len(mine) >= 100
+    assert_frames_equal(mine, theirs, exact=["entry_bar", "exit_bar", "side", "size"],
+                        close=["entry_price", "exit_price"], rtol=1e-12)  # x (1 + s) vs + x s: float rounding
+    np.testing.assert_allclose(mine["pnl"], theirs["pnl"], rtol=1e-9, atol=0)
+    side = np.where(mine["side"] == "long", 1, -1)
+    closes = eurusd["Close"].to_numpy()
+    np.testing.assert_allclose(mine["entry_price"], closes[mine["entry_bar"]] * (1 + side * 1e-4), rtol=1e-15)
+    assert result.metrics["final_equity"] == pytest.approx(pf.final_value(), rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("short", [False, True], ids=["long", "short"])
