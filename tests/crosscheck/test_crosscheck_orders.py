@@ -1,8 +1,9 @@
 """The order model against backtesting.py (GOOG daily) and vectorbt (EURUSD hourly); risk sizing by hand.
 
 Strategy: ``strategies/sma_crossover_orders.yaml``, the SMA(10/20) crossover of the other checks with
-a golden cross placing the entry order and a death cross closing (``short``: mirrored), and the
-``orders``/``risk``/``sizing``/``commission`` blocks passed in by each test.
+a golden cross placing the entry order and a death cross closing (``short``: mirrored; ``pyramid``: a buy
+on every candle the fast SMA is above the slow one), and the ``orders``/``risk``/``sizing``/costs blocks
+passed in by each test.
 
 backtesting.py set to candleflow's conventions (besides those of ``test_crosscheck_backtesting_py.py``):
 
@@ -21,11 +22,14 @@ backtesting.py set to candleflow's conventions (besides those of ``test_crossche
   candleflow's Wilder ATR (its own is a simple mean of true ranges), checked against TA-Lib first.
 * ``max_bars: n`` and ``break_even: x`` applied in ``next()``: ``trade.close()`` on the right close, ``sl``
   moved to the entry price after a close ``x`` beyond it.
+* Pyramiding: ``buy()`` while fewer than ``max_entries`` trades are open (no ``exclusive_orders``);
+  ``max_leverage: k`` is ``margin=1/k``.
 * ``commission`` as a callable ``max(minimum, fraction x |size| x price + per_order)``, per fill.
 
 vectorbt: ``from_signals(..., open, high, low, sl_stop, tp_stop, sl_trail)`` with ``price=close``
 (``fill: close``); fixed units.  Its stops are fractions of the entry price, checked from the candle
 after the entry, a gap filling at the open: candleflow's rules, except the two differences pinned below.
+Its ``slippage`` is relative: candleflow's ``bps``.
 """
 
 from __future__ import annotations
@@ -58,9 +62,9 @@ EXACT = ["entry_time", "exit_time", "entry_bar", "exit_bar", "entry_price", "exi
 
 def candleflow(data: pd.DataFrame, *, fill: str = "next_open", short: bool = False, orders: str = "{}",
                risk: str = "{}", sizing: str = f"{{method: fraction, value: {FRACTION}, whole_units: true}}",
-               commission=COMMISSION, spread=0, slippage=0, timeframe: str = "1d"):
+               commission=COMMISSION, spread=0, slippage=0, timeframe: str = "1d", pyramid: bool = False):
     return run_candleflow(TEMPLATE, data, fast=FAST, slow=SLOW, band=BAND, atr_period=ATR_PERIOD, fill=fill,
-                          short=short, orders=orders, risk=risk, sizing=sizing, commission=commission,
+                          short=short, pyramid=pyramid, orders=orders, risk=risk, sizing=sizing, commission=commission,
                           spread=spread, slippage=slippage, cash=CASH, timeframe=timeframe)
 
 
@@ -330,6 +334,62 @@ def test_break_even_matches_backtesting_py(goog, short):
     mine = assert_same_trades(result, stats)
     reasons = mine["exit_reason"].value_counts()
     assert reasons.get("break_even", 0) >= 10 and reasons.get("stop_loss", 0) >= 5
+
+
+def pyramid_peer(data: pd.DataFrame, *, entries: int, size: float) -> type[Strategy]:
+    """Buy while the fast SMA is above the slow one and fewer than ``entries`` trades are open; close all on
+    a death cross.  The SMAs are plain arrays: a ``self.I`` indicator would start ``next()`` after its warm-up,
+    one candle after candleflow's first ``above``."""
+    fast, slow = (data["Close"].rolling(n).mean().to_numpy() for n in (FAST, SLOW))
+
+    class Pyramid(Strategy):
+        def init(self):
+            pass
+
+        def next(self):
+            i = len(self.data) - 1
+            if fast[i - 1] >= slow[i - 1] and fast[i] < slow[i]:
+                for trade in self.trades:
+                    trade.close()
+            elif fast[i] > slow[i] and len(self.trades) < entries:
+                self.buy(size=size)
+
+    return Pyramid
+
+
+PYRAMID_CASES = {
+    # id: (max_entries, sizing, peer size, margin, fill)
+    "fixed_units": (3, "{method: fixed, value: 10}", 10, 1.0, "next_open"),
+    "fixed_units_close_fill": (3, "{method: fixed, value: 5}", 5, 1.0, "close"),
+    "fraction_of_room": (3, "{method: fraction, value: 0.3, whole_units: true}", 0.3, 1.0, "next_open"),
+    "leverage_2": (1, "{method: fraction, value: 0.99, whole_units: true, max_leverage: 2}", 0.99, 0.5, "next_open"),
+}
+
+
+@pytest.mark.parametrize("case", list(PYRAMID_CASES))
+def test_pyramiding_and_leverage_match_backtesting_py(goog, case):
+    """``orders.max_entries`` (each entry a trade of its own) and ``max_leverage`` (backtesting.py's ``margin``).
+
+    A fraction is of the room left (``max_leverage x equity - open notional``), as backtesting.py's
+    ``margin_available``.  Trades are compared in the order they closed, ties by entry.
+    """
+    entries, sizing, size, margin, fill = PYRAMID_CASES[case]
+    result = candleflow(goog, fill=fill, pyramid=True, sizing=sizing, orders=f"{{max_entries: {entries}}}")
+    backtest = Backtest(goog, pyramid_peer(goog, entries=entries, size=size), cash=CASH, commission=COMMISSION,
+                        margin=margin, trade_on_close=fill == "close", finalize_trades=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stats = backtest.run()
+    order = ["exit_bar", "entry_bar"]
+    mine = ours(result.trades).sort_values(order, kind="stable").reset_index(drop=True)
+    theirs = peer_trades(stats).sort_values(order, kind="stable").reset_index(drop=True)
+    assert len(mine) >= 40
+    assert_frames_equal(mine, theirs, exact=EXACT, close=["pnl", "commission"])
+    assert result.metrics["final_equity"] == pytest.approx(stats["Equity Final [$]"], rel=1e-9, abs=0)
+    if entries > 1:
+        assert (mine.groupby("exit_bar").size() == entries).mean() > 0.8  # mostly full pyramids
+    else:
+        assert (mine["size"] * mine["entry_price"] > CASH).all()  # leveraged
 
 
 def test_commission_per_order_and_minimum_match_backtesting_py(goog):
