@@ -286,6 +286,26 @@ def test_atr_trailing_stop_matches_backtesting_py(goog, atr, short):
     assert ((-1 if short else 1) * (trailed["exit_price"] - initial) > 0).mean() > 0.5
 
 
+@pytest.mark.parametrize("short", [False, True], ids=["long", "short"])
+def test_indicator_stop_and_atr_target_match_backtesting_py(goog, atr, short):
+    """``stop_loss: {price: low_band}`` (a short: ``high_band``) and ``take_profit: {atr: atr, multiple: 2}``,
+    both read on the signal candle (``fill: close``): the peer passes the same ``sl``/``tp`` with the order."""
+    side = -1 if short else 1
+    band = rolling_band(goog)[1 if short else 0]
+
+    class Levels(peer_strategy(kind="market", short=short)):
+        def levels(self, i: int, close: float) -> dict:
+            return {"sl": band[i], "tp": close + side * 2 * atr[i]}
+
+    result = candleflow(goog, fill="close", short=short,
+                        risk=f"{{stop_loss: {{price: {'high_band' if short else 'low_band'}}}, "
+                             "take_profit: {atr: atr, multiple: 2}}")
+    stats = run_peer(goog, Levels, trade_on_close=True)
+    mine = assert_same_trades(result, stats)
+    reasons = mine["exit_reason"].value_counts()
+    assert reasons.get("stop_loss", 0) >= 10 and reasons.get("take_profit", 0) >= 10
+
+
 def exits_peer(*, short: bool, close_fill: bool, max_bars: int | None = None, break_even: float | None = None,
                stop_loss: float | None = None) -> type[Strategy]:
     """Market entries with candleflow's time exit and break-even move, applied in ``next()`` at each close.
