@@ -34,7 +34,7 @@ def test_a_good_strategy_and_its_defaults():
     assert isinstance(strategy, Strategy)
     assert strategy.indicators[0].params == {"period": 5}
     assert strategy.signals[0].inputs == {"fast": "fast", "slow": "close"}
-    assert strategy.execution.fill == "next_open" and strategy.execution.commission == 0
+    assert strategy.execution.fill == "next_open" and strategy.execution.commission.fraction == 0
     assert strategy.sizing.method == "fraction" and strategy.sizing.value == 1.0
     assert strategy.initial_cash == 10_000 and strategy.risk.allow_short
     assert strategy.rules.exit == {}
