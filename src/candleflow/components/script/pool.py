@@ -353,24 +353,25 @@ class ScriptPool:
     # --- scheduling ----------------------------------------------------------
 
     def run(self, job: ScriptJob, n_candles: int, *, workers: int | None = None, timeout: float = 10.0,
-            on_candle: Callable[[int, CandleResult], None] | None = None) -> RunOutcome:
-        """Run ``job`` on candles ``0..n_candles-1`` with up to ``workers`` workers (the pool
+            on_candle: Callable[[int, CandleResult], None] | None = None, first: int = 0) -> RunOutcome:
+        """Run ``job`` on candles ``first..n_candles-1`` with up to ``workers`` workers (the pool
         grows to that many); ``on_candle(i, result)`` is called, in this thread, as candles
-        complete.  See the module docstring for the scheduling and the error rule."""
-        max_workers = max(1, min(workers or self.size, n_candles))
+        complete; the results of candles before ``first`` stay None.  See the module docstring for the
+        scheduling and the error rule."""
+        max_workers = max(1, min(workers or self.size, n_candles - first))
         self.grow(max_workers)
-        return _Scheduler(self, job, n_candles, max_workers, timeout, on_candle).run()
+        return _Scheduler(self, job, n_candles, max_workers, timeout, on_candle, first).run()
 
 
 class _Scheduler:
     """The state of one job on the pool: chunks, leases, results, earliest error."""
 
     def __init__(self, pool: ScriptPool, job: ScriptJob, n_candles: int, max_workers: int, timeout: float,
-                 on_candle: Callable[[int, CandleResult], None] | None) -> None:
+                 on_candle: Callable[[int, CandleResult], None] | None, first: int = 0) -> None:
         self.pool, self.job, self.timeout, self.on_candle = pool, job, timeout, on_candle
         self.max_workers = max_workers
-        size = max(MIN_CHUNK, math.ceil(n_candles / (max_workers * CHUNKS_PER_WORKER)))
-        self.chunks = [(lo, min(lo + size, n_candles)) for lo in range(0, n_candles, size)]
+        size = max(MIN_CHUNK, math.ceil((n_candles - first) / (max_workers * CHUNKS_PER_WORKER)))
+        self.chunks = [(lo, min(lo + size, n_candles)) for lo in range(first, n_candles, size)]
         self.pending = deque(range(len(self.chunks)))
         self.leases: dict[Connection, _Lease] = {}
         self.outcome = RunOutcome([None] * n_candles)
