@@ -6,9 +6,11 @@ Algorithm
    :func:`~candleflow.dag.build.build`, without the evaluator).  A node whose two runs differ is reported as not
    deterministic.  Script nodes, which are slow, run whole once; their second run is a *window* (below) on the
    last :data:`SCRIPT_WINDOW` candles.
-2. *Cut points* ``c`` (:func:`cut_points`): ``cuts`` random ones (fixed ``seed``) and, for up to ``event_cuts``
+2. *Cut points* ``c`` (:func:`cut_points`): ``cuts`` random ones (fixed ``seed``); for up to ``event_cuts``
    candles with a signal event or a true action condition (spread over the data), the event's candle and the
-   one before it.  Every cut lies in ``SCRIPT_WINDOW..n-2``.
+   one before it; and for each higher timeframe (of a node or a reference), the :data:`HIGHER_CUTS` candles
+   before the last one of a higher candle, where a candle that saw it before it closed would differ.  Every
+   cut lies in ``SCRIPT_WINDOW..n-2``: at most ``cuts + 2 event_cuts + 3`` per higher timeframe.
 3. *Prefix runs.*  For each cut the graph runs again on candles ``0..c`` alone and every node's output on those
    candles is compared with the full run's: indicators as the candles see them (a higher timeframe's values
    aligned, so a cut inside a day tests what each hour sees of the daily candles), signal frames event by event.
@@ -39,6 +41,7 @@ from dask.base import tokenize
 
 from candleflow.backtest import load_data, prepare
 from candleflow.config.models import parse_timeframe
+from candleflow.data import resample
 from candleflow.dag import EVALUATOR, CompiledStrategy
 from candleflow.dag.build import build, reference_data
 from candleflow.dag.get import get
@@ -49,6 +52,7 @@ from candleflow.vocab import NodePlan, ScriptOptions
 
 CUTS = 8  # random cut points
 EVENT_CUTS = 8  # signal events next to which the data is cut (at the event's candle and the one before)
+HIGHER_CUTS = 3  # cut points before the last candle of one candle of each higher timeframe
 SCRIPT_WINDOW = 20  # candles up to each cut on which a script node is re-run
 SEED = 0
 WINDOW_THREADS = 2  # script windows in flight at once
@@ -71,20 +75,19 @@ class NodeCheck:
 
 @dataclass
 class CheckReport:
-    """A clean check: the data's length, the cut points (random and next to events) and every node checked."""
+    """A clean check: the data's length, the cut points and every node checked."""
 
     file: str
     n_candles: int
     cuts: list[int]
-    random: int
-    events: int
+    kinds: dict[str, int]  # how many cut points of each kind
     nodes: list[NodeCheck] = field(default_factory=list)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
         """The short table ``candleflow check`` prints."""
         head = (f"{self.file}: no look-ahead found: {len(self.nodes)} nodes, {self.n_candles} candles, "
-                f"{len(self.cuts)} cut points ({self.random} random, {self.events} next to signal events), "
+                f"{len(self.cuts)} cut points ({', '.join(f'{v} {k}' for k, v in self.kinds.items())}), "
                 f"2 full runs equal ({self.seconds:.1f} s)")
         rows = [("node", "kind", "component", "cut points", "result")]
         rows += [(n.name, n.kind, n.label, f"{n.cuts}" + (f" (last {n.window} candles each)" if n.window else ""),
@@ -110,7 +113,7 @@ def check_lookahead(compiled: CompiledStrategy, candles: pd.DataFrame, *, cuts: 
     n = len(candles)
     full = runner.graph(candles, {})
     again = runner.graph(candles, {name: full[name] for name in runner.scripts})
-    points, random = cut_points(compiled, full, n, cuts=cuts, event_cuts=event_cuts, seed=seed)
+    points, kinds = cut_points(compiled, full, candles, cuts=cuts, event_cuts=event_cuts, seed=seed)
     windows = runner.windows(full, [n - 1, *points])
     runner.raise_first({name: _difference(runner.view(name, full[name], candles),
                                           runner.view(name, again[name], candles), 0, n - 1)
@@ -119,25 +122,46 @@ def check_lookahead(compiled: CompiledStrategy, candles: pd.DataFrame, *, cuts: 
         runner.raise_first(runner.prefix_differences(full, cut) | windows.get(cut, {}), cut)
     checks = [NodeCheck(name, compiled.graph.nodes[name]["kind"], compiled.plans[name].label, len(points),
                         SCRIPT_WINDOW if name in runner.scripts else None) for name in runner.nodes]
-    return CheckReport(compiled.file, n, points, random, len(points) - random, checks, time.perf_counter() - started)
+    return CheckReport(compiled.file, n, points, kinds, checks, time.perf_counter() - started)
 
 
-def cut_points(compiled: CompiledStrategy, full: dict[str, Any], n: int, *, cuts: int, event_cuts: int,
-               seed: int) -> tuple[list[int], int]:
-    """Sorted distinct cut points and how many of them are random (see the module docstring)."""
+def cut_points(compiled: CompiledStrategy, full: dict[str, Any], candles: pd.DataFrame, *, cuts: int,
+               event_cuts: int, seed: int) -> tuple[list[int], dict[str, int]]:
+    """Sorted distinct cut points, and how many there are of each kind (see the module docstring)."""
+    n = len(candles)
     low, high = min(SCRIPT_WINDOW, max(n - 2, 0)), n - 2
     if high < low:
-        return [], 0
+        return [], {}
     rng = np.random.default_rng(seed)
     random = set(rng.choice(np.arange(low, high + 1), size=min(cuts, high - low + 1), replace=False).tolist())
     bars = sorted({int(b) for b in _event_bars(compiled, full) if low + 1 <= b <= high})
-    if bars and event_cuts > 0:
-        picked = [bars[i] for i in sorted(set(np.linspace(0, len(bars) - 1, min(event_cuts, len(bars)))
-                                               .round().astype(int).tolist()))]
-        events = {c for bar in picked for c in (bar - 1, bar)} - random
-    else:
-        events = set()
-    return sorted(random | events), len(random)
+    picked = [bars[i] for i in sorted(set(np.linspace(0, len(bars) - 1, min(event_cuts, len(bars)))
+                                           .round().astype(int).tolist()))] if bars and event_cuts > 0 else []
+    events = {c for bar in picked for c in (bar - 1, bar)} - random
+    closing = {c for c in _before_higher_closes(compiled, candles, rng) if low <= c <= high} - random - events
+    kinds = {"random": len(random), "next to signal events": len(events),
+             "just before a higher-timeframe candle closes": len(closing)}
+    return sorted(random | events | closing), {kind: count for kind, count in kinds.items() if count}
+
+
+def _before_higher_closes(compiled: CompiledStrategy, candles: pd.DataFrame, rng: np.random.Generator) -> set[int]:
+    """For each higher timeframe (of a node or a reference): the HIGHER_CUTS candles before the last one of a
+    higher candle picked at random in the later half of the data, where a candle seeing it too early would show."""
+    base = parse_timeframe(compiled.strategy.timeframe)
+    graph = compiled.graph
+    periods = {plan.timeframe for plan in compiled.plans.values() if plan.timeframe}
+    periods |= {graph.nodes[n]["timeframe"] for n in graph if graph.nodes[n]["kind"] == "reference"
+                and graph.nodes[n]["timeframe"][0] > base}
+    found: set[int] = set()
+    for period, offset in sorted(periods) if HIGHER_CUTS > 0 else ():
+        closes = resample.resample(candles, period, offset, base).index + pd.Timedelta(seconds=period)
+        half = len(closes) // 2  # in the later half, past most warm-ups; one whose candle before the last is there
+        for close in closes[half + rng.permutation(len(closes) - half)]:
+            opens = [close - pd.Timedelta(seconds=base * (k + 2)) for k in range(HIGHER_CUTS)]
+            if opens[0] in candles.index:
+                found |= {int(candles.index.get_loc(t)) for t in opens if t in candles.index}
+                break
+    return found
 
 
 def _event_bars(compiled: CompiledStrategy, full: dict[str, Any]) -> list[int]:
@@ -283,5 +307,5 @@ def _events_text(events: list[tuple] | None, detail: bool) -> str:
     return ", ".join(kind for kind, _, _ in events)
 
 
-__all__ = ["CUTS", "EVENT_CUTS", "SCRIPT_WINDOW", "CheckReport", "LookAheadError", "NodeCheck", "check_lookahead",
+__all__ = ["CUTS", "EVENT_CUTS", "HIGHER_CUTS", "SCRIPT_WINDOW", "CheckReport", "LookAheadError", "NodeCheck", "check_lookahead",
            "check_strategy", "cut_points"]
