@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from candleflow.backtest import prepare, run_backtest
-from candleflow.check import CUTS, EVENT_CUTS, SCRIPT_WINDOW, LookAheadError, check_lookahead, cut_points
+from candleflow.check import CUTS, EVENT_CUTS, SCRIPT_CUTS, SCRIPT_WINDOW, LookAheadError, check_lookahead, cut_points
 from candleflow.components.script import run_script_component
 from candleflow.data import generate_candles, load_candles, resample, write_candles
 from shared_texts import DEMO_STRATEGY, SRC
@@ -157,7 +157,8 @@ def test_a_script_reading_past_current_index_sees_nothing_there(workspace):
     strategy_with(workspace, "{name: peek, component: script, path: components/peek.py}")
     code, out, err = cli(workspace, "check", "s.yaml")
     assert (code, err) == (0, "")
-    assert re.search(rf"^peek +indicator +script:peek\.py +\d+ \(last {SCRIPT_WINDOW} candles each\) +ok$", out, re.M)
+    assert re.search(rf"^peek +indicator +script:peek\.py +{SCRIPT_CUTS} \(last {SCRIPT_WINDOW} candles each\) +ok$",
+                     out, re.M)
     result = run_backtest(workspace / "s.yaml", scheduler="sync")
     peek = result.indicators()["peek"]
     assert peek.equals(result.candles["close"].rename(peek.name))
@@ -221,16 +222,19 @@ def test_cut_points_are_bounded_fixed_and_next_to_events(workspace):
     assert len(next_to_events) >= EVENT_CUTS
 
 
-def test_a_script_window_sees_what_the_whole_run_saw():
-    """``first`` runs only the last candles; each of them gets the environment of the whole run."""
+def test_script_windows_see_what_the_whole_run_saw():
+    """``windows`` runs only those candles, each range as one chunk; each candle gets the environment of the
+    whole run, so its value is the whole run's."""
     candles = generate_candles(200, seed=5)
     script = ROOT / "components" / "indicators" / "sma.py"
     args = dict(kind="indicator", name="sma", candles=candles, symbol="EURUSD", timeframe="1h",
                 params={"period": 5}, lookback=60)
     whole = run_script_component(script, **args)
-    window = run_script_component(script, **args, first=180)
-    assert window.iloc[:180].isna().all()
-    assert window.iloc[180:].equals(whole.iloc[180:]) and whole.iloc[180:].notna().all()
+    window = run_script_component(script, **args, windows=[(180, 200), (2, 10)])
+    inside = np.zeros(200, dtype=bool)
+    inside[180:200] = inside[2:10] = True
+    assert window[~inside].isna().all() and whole.iloc[180:].notna().all()
+    assert window[inside].equals(whole[inside])  # the first 4 are NaN in both: warm-up
 
 
 EXAMPLES = ["ma_crossover", "ma_crossover_filtered", "mean_reversion", "trend_daily_filter", "donchian_breakout"]

@@ -4,8 +4,7 @@ Algorithm
 ---------
 1. *Full runs.*  Every indicator, signal and condition node runs on all ``n`` candles, twice (the graph of
    :func:`~candleflow.dag.build.build`, without the evaluator).  A node whose two runs differ is reported as not
-   deterministic.  Script nodes, which are slow, run whole once; their second run is a *window* (below) on the
-   last :data:`SCRIPT_WINDOW` candles.
+   deterministic.  Script nodes run whole once; their second run is a *window* (step 3) at the last candle.
 2. *Cut points* ``c`` (:func:`cut_points`): ``cuts`` random ones (fixed ``seed``); for up to ``event_cuts``
    candles with a signal event or a true action condition (spread over the data), the event's candle and the
    one before it; and for each higher timeframe (of a node or a reference), the :data:`HIGHER_CUTS` candles
@@ -15,10 +14,12 @@ Algorithm
    candles is compared with the full run's: indicators as the candles see them (a higher timeframe's values
    aligned, so a cut inside a day tests what each hour sees of the daily candles), signal frames event by event.
    Reference series are cut too, to the candles closed by candle ``c``'s close.
-   Script nodes are not re-run whole: they are fed the full run's values (cut at ``c``), and each is re-run
-   on its window, candles ``c - SCRIPT_WINDOW + 1..c`` of the prefix, with the full run's inputs cut at
-   ``c`` (each candle sees exactly what it saw in the full run).  A leak reading any later candle shows on the
-   cut's own candle, so a window finds it; one that depends on how many candles a run has may not.
+   Script nodes, slow per candle, are not re-run there (the graph reads their full-run values cut at ``c``);
+   instead, at up to :data:`SCRIPT_CUTS` of the cut points (spread over them), each is re-run on its *window*:
+   the data cut at ``c``, its inputs (the full run's) cut there, but only candles ``c - SCRIPT_WINDOW + 1..c``
+   computed.  A leak reading any later candle shows on the cut's own candle, so a window finds it (candleflow
+   hands a script no candle after its current one, so this checks that too); state that depends on how many
+   candles a run has may not show.
 4. The first difference is raised as a one-line :class:`LookAheadError`: non-determinism first, then the
    cut points in order, and at one cut the first node in topological order (an upstream leak is named, not
    its readers); else a :class:`CheckReport`.
@@ -54,6 +55,7 @@ CUTS = 8  # random cut points
 EVENT_CUTS = 8  # signal events next to which the data is cut (at the event's candle and the one before)
 HIGHER_CUTS = 3  # cut points before the last candle of one candle of each higher timeframe
 SCRIPT_WINDOW = 20  # candles up to each cut on which a script node is re-run
+SCRIPT_CUTS = 8  # cut points (of all) at which script nodes are re-run
 SEED = 0
 WINDOW_THREADS = 2  # script windows in flight at once
 
@@ -114,13 +116,16 @@ def check_lookahead(compiled: CompiledStrategy, candles: pd.DataFrame, *, cuts: 
     full = runner.graph(candles, {})
     again = runner.graph(candles, {name: full[name] for name in runner.scripts})
     points, kinds = cut_points(compiled, full, candles, cuts=cuts, event_cuts=event_cuts, seed=seed)
-    windows = runner.windows(full, [n - 1, *points])
+    script_cuts = [points[i] for i in sorted(set(np.linspace(0, len(points) - 1, min(SCRIPT_CUTS, len(points)))
+                                                 .round().astype(int).tolist()))] if points else []
+    windows = runner.windows(full, [n - 1, *script_cuts]) if runner.scripts else {}
     runner.raise_first({name: _difference(runner.view(name, full[name], candles),
                                           runner.view(name, again[name], candles), 0, n - 1)
                         for name in runner.nodes if name not in runner.scripts} | windows.get(n - 1, {}), None)
     for cut in points:
         runner.raise_first(runner.prefix_differences(full, cut) | windows.get(cut, {}), cut)
-    checks = [NodeCheck(name, compiled.graph.nodes[name]["kind"], compiled.plans[name].label, len(points),
+    checks = [NodeCheck(name, compiled.graph.nodes[name]["kind"], compiled.plans[name].label,
+                        len(script_cuts) if name in runner.scripts else len(points),
                         SCRIPT_WINDOW if name in runner.scripts else None) for name in runner.nodes]
     return CheckReport(compiled.file, n, points, kinds, checks, time.perf_counter() - started)
 
@@ -212,31 +217,27 @@ class _Runner:
         rows = len(node_candles(plan, prefix, self.base)) if plan.timeframe else len(prefix)
         return value.iloc[:rows]
 
-    def window(self, name: str, full: dict[str, Any], cut: int) -> tuple | None:
-        """Re-run script node ``name`` on the last SCRIPT_WINDOW candles up to ``cut``, fed the full run's
-        inputs cut there; the first difference from the full run."""
-        plan, prefix = self.compiled.plans[name], self.candles.iloc[:cut + 1]
-        first = max(0, cut - SCRIPT_WINDOW + 1) if plan.timeframe is None else 0
-        upstream = {p: self.cut(p, full[p], prefix) for p in self.compiled.graph.predecessors(name)
-                    if p in self.compiled.plans}
-        value = run_node(plan, prefix, upstream, symbol=self.compiled.strategy.symbol, timeframe=self.timeframe,
-                         script_options=self.script_options, first=first)
-        return _difference(self.view(name, full[name], self.candles), self.view(name, value, prefix), first, cut)
-
     def windows(self, full: dict[str, Any], cuts: list[int]) -> dict[int, dict[str, tuple | None]]:
-        """Every script node's :meth:`window` at every cut, run concurrently (the script pool has a worker per
-        core): cut -> node -> difference."""
+        """Every script node re-run on the SCRIPT_WINDOW candles up to each cut of the data cut there, fed the
+        full run's inputs cut there (jobs run concurrently: the script pool has a worker per core); cut -> node ->
+        first difference from the full run."""
         jobs = [(cut, name) for cut in cuts for name in sorted(self.scripts)]
         found: dict[int, dict[str, tuple | None]] = {}
-        if not jobs:
-            return found
         pool = ThreadPoolExecutor(WINDOW_THREADS, thread_name_prefix="candleflow-check")
         try:
-            for (cut, name), difference in zip(jobs, pool.map(lambda job: self.window(job[1], full, job[0]), jobs)):
+            for (cut, name), difference in zip(jobs, pool.map(lambda job: self._window(job[1], full, job[0]), jobs)):
                 found.setdefault(cut, {})[name] = difference
         finally:  # an error or Ctrl-C: drop the windows not started yet
             pool.shutdown(wait=True, cancel_futures=True)
         return found
+
+    def _window(self, name: str, full: dict[str, Any], cut: int) -> tuple | None:
+        plan, prefix, lo = self.compiled.plans[name], self.candles.iloc[:cut + 1], max(0, cut - SCRIPT_WINDOW + 1)
+        upstream = {p: self.cut(p, full[p], prefix) for p in self.compiled.graph.predecessors(name)
+                    if p in self.compiled.plans}
+        value = run_node(plan, prefix, upstream, symbol=self.compiled.strategy.symbol, timeframe=self.timeframe,
+                         script_options=self.script_options, windows=[(lo, cut + 1)])
+        return _difference(self.view(name, full[name], self.candles), self.view(name, value, prefix), lo, cut)
 
     def prefix_differences(self, full: dict[str, Any], cut: int) -> dict[str, tuple | None]:
         """Run the graph on candles ``0..cut`` (scripts fed the full run's values); each other node's first
@@ -307,5 +308,5 @@ def _events_text(events: list[tuple] | None, detail: bool) -> str:
     return ", ".join(kind for kind, _, _ in events)
 
 
-__all__ = ["CUTS", "EVENT_CUTS", "HIGHER_CUTS", "SCRIPT_WINDOW", "CheckReport", "LookAheadError", "NodeCheck",
+__all__ = ["CUTS", "EVENT_CUTS", "HIGHER_CUTS", "SCRIPT_CUTS", "SCRIPT_WINDOW", "CheckReport", "LookAheadError", "NodeCheck",
            "check_lookahead", "check_strategy", "cut_points"]

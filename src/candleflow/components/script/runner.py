@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ def run_script_component(
     isolation: Literal["warm", "process"] = "warm",
     progress: Callable[[int], None] | None = None,
     verbose: bool = False,
-    first: int = 0,
+    windows: Sequence[tuple[int, int]] | None = None,
 ) -> pd.Series | pd.DataFrame:
     """Run the script at ``path`` once per candle; see the module docstring.
 
@@ -62,16 +62,17 @@ def run_script_component(
     state restored after each candle) or ``process`` (a fresh process per
     candle), see :mod:`.pool`; the script starts from this process's
     environment and working directory; ``progress(n_done)`` is called as candles complete; ``verbose`` logs every
-    call with its duration and output on the ``candleflow.script`` logger.  ``first`` > 0 runs only candles
-    ``first..`` (the look-ahead check's windows; each sees exactly what it sees in a whole run): earlier
-    candles are NaN or have no events, and a window of warm-up candles without a block is no error.
+    call with its duration and output on the ``candleflow.script`` logger.  ``windows`` (disjoint ``(lo, hi)``
+    ranges, the look-ahead check's) runs only those candles, each range as one chunk: every candle sees what
+    it sees in a whole run, the others are NaN or have no events, and the block rule holds per window (a
+    window of warm-up candles without a block is no error).
     """
     if kind not in ("indicator", "signal"):
         raise ValueError(f"kind must be 'indicator' or 'signal', not {kind!r}")
     if timeout <= 0 or (lookback is not None and lookback < 1) or (workers is not None and workers < 1):
         raise ValueError("timeout must be > 0, lookback and workers >= 1")
-    if not 0 <= first < max(len(candles), 1):
-        raise ValueError(f"first must be a candle position, got {first}")
+    if windows is not None and not all(0 <= lo < hi <= len(candles) for lo, hi in windows):
+        raise ValueError(f"windows must be ranges of candle positions, got {windows}")
     if isolation not in ("warm", "process"):
         raise ValueError(f"isolation must be 'warm' or 'process', not {isolation!r}")
     path = Path(path).resolve()
@@ -95,8 +96,8 @@ def run_script_component(
                     preload=script_imports(path))
     started = time.perf_counter()
     outcome = get_pool().run(job, n, workers=workers, timeout=timeout,
-                             on_candle=_Reporter(name, progress, verbose), first=first)
-    results = _checked(outcome, kind, name, first)
+                             on_candle=_Reporter(name, progress, verbose), chunks=windows)
+    results = _checked(outcome, kind, name, windows)
     if progress is not None:
         progress(n)
     if verbose:
@@ -136,20 +137,21 @@ class _Reporter:
 
 
 def _checked(outcome: RunOutcome, kind: Literal["indicator", "signal"], name: str,
-             first: int = 0) -> list[CandleResult | None]:
-    """Apply the block rule in candle order from ``first``; raise the earliest error of the run."""
+             windows: Sequence[tuple[int, int]] | None = None) -> list[CandleResult | None]:
+    """Apply the block rule in candle order (in each window); raise the earliest error of the run."""
     error = outcome.error
     stop = len(outcome.results) if error is None else error.candle
-    printed = False
-    for i in range(first, stop):
-        result = outcome.results[i]
-        if result.block:
-            printed = True
-        elif printed:
-            raise missing_block_error(kind, component=name, candle=i, stdout=result.value)
+    for lo, hi in sorted(windows) if windows is not None else [(0, stop)]:
+        printed = False
+        for i in range(lo, min(hi, stop)):
+            result = outcome.results[i]
+            if result.block:
+                printed = True
+            elif printed:
+                raise missing_block_error(kind, component=name, candle=i, stdout=result.value)
     if error is not None:
         raise error
-    if not printed and first == 0:
+    if not printed and windows is None:
         raise never_printed_error(kind, component=name, n_candles=stop, last_stdout=outcome.results[-1].value)
     return outcome.results
 
