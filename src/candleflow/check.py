@@ -116,8 +116,7 @@ def check_lookahead(compiled: CompiledStrategy, candles: pd.DataFrame, *, cuts: 
     full = runner.graph(candles, {})
     again = runner.graph(candles, {name: full[name] for name in runner.scripts})
     points, kinds = cut_points(compiled, full, candles, cuts=cuts, event_cuts=event_cuts, seed=seed)
-    script_cuts = [points[i] for i in sorted(set(np.linspace(0, len(points) - 1, min(SCRIPT_CUTS, len(points)))
-                                                 .round().astype(int).tolist()))] if points else []
+    script_cuts = _spread(points, SCRIPT_CUTS)
     windows = runner.windows(full, [n - 1, *script_cuts]) if runner.scripts else {}
     runner.raise_first({name: _difference(runner.view(name, full[name], candles),
                                           runner.view(name, again[name], candles), 0, n - 1)
@@ -140,9 +139,7 @@ def cut_points(compiled: CompiledStrategy, full: dict[str, Any], candles: pd.Dat
     rng = np.random.default_rng(seed)
     random = set(rng.choice(np.arange(low, high + 1), size=min(cuts, high - low + 1), replace=False).tolist())
     bars = sorted({int(b) for b in _event_bars(compiled, full) if low + 1 <= b <= high})
-    picked = [bars[i] for i in sorted(set(np.linspace(0, len(bars) - 1, min(event_cuts, len(bars)))
-                                           .round().astype(int).tolist()))] if bars and event_cuts > 0 else []
-    events = {c for bar in picked for c in (bar - 1, bar)} - random
+    events = {c for bar in _spread(bars, event_cuts) for c in (bar - 1, bar)} - random
     closing = {c for c in _before_higher_closes(compiled, candles, rng) if low <= c <= high} - random - events
     kinds = {"random": len(random), "next to signal events": len(events),
              "just before a higher-timeframe candle closes": len(closing)}
@@ -167,6 +164,17 @@ def _before_higher_closes(compiled: CompiledStrategy, candles: pd.DataFrame, rng
                 found |= {int(candles.index.get_loc(t)) for t in opens if t in candles.index}
                 break
     return found
+
+
+def _spread(items: list[int], most: int) -> list[int]:
+    """At most ``most`` of the sorted ``items``, evenly spread over them (the first and the last included).
+
+    >>> _spread([1, 2, 3, 4, 5, 6, 7], 3), _spread([1, 2], 5), _spread([1, 2], 0)
+    ([1, 4, 7], [1, 2], [])
+    """
+    if not items or most <= 0:
+        return []
+    return [items[i] for i in sorted(set(np.linspace(0, len(items) - 1, min(most, len(items))).round().astype(int)))]
 
 
 def _event_bars(compiled: CompiledStrategy, full: dict[str, Any]) -> list[int]:
