@@ -167,7 +167,8 @@ def test_a_script_reading_past_current_index_sees_nothing_there(workspace):
 def test_a_script_drawing_unseeded_random_numbers_is_not_deterministic(workspace):
     (workspace / "components" / "draw.py").write_text(RANDOM_SCRIPT)
     # the script's second run is its window on the last candles: the first of them differs
-    assert not_deterministic(workspace, "{name: peek, component: script, path: components/draw.py}") == 300 - SCRIPT_WINDOW
+    node = "{name: peek, component: script, path: components/draw.py}"
+    assert not_deterministic(workspace, node) == 300 - SCRIPT_WINDOW
 
 
 def test_a_node_reading_a_reference_is_cut_with_it(workspace):

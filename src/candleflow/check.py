@@ -316,5 +316,5 @@ def _events_text(events: list[tuple] | None, detail: bool) -> str:
     return ", ".join(kind for kind, _, _ in events)
 
 
-__all__ = ["CUTS", "EVENT_CUTS", "HIGHER_CUTS", "SCRIPT_CUTS", "SCRIPT_WINDOW", "CheckReport", "LookAheadError", "NodeCheck",
-           "check_lookahead", "check_strategy", "cut_points"]
+__all__ = ["CUTS", "EVENT_CUTS", "HIGHER_CUTS", "SCRIPT_CUTS", "SCRIPT_WINDOW", "CheckReport", "LookAheadError",
+           "NodeCheck", "check_lookahead", "check_strategy", "cut_points"]
