@@ -18,9 +18,11 @@ import pandas as pd
 import pytest
 
 from candleflow.backtest import prepare, run_backtest
-from candleflow.check import CUTS, EVENT_CUTS, SCRIPT_CUTS, SCRIPT_WINDOW, LookAheadError, check_lookahead, cut_points
+from candleflow.check import (CUTS, EVENT_CUTS, SCRIPT_CUTS, SCRIPT_WINDOW, LookAheadError, _difference,
+                              check_lookahead, cut_points)
 from candleflow.components.script import run_script_component
 from candleflow.data import generate_candles, load_candles, resample, write_candles
+from candleflow.vocab import make_signal_frame
 from shared_texts import DEMO_STRATEGY, SRC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +31,7 @@ LEAKY = '''\
 import random
 
 import numpy as np
-from candleflow import indicator
+from candleflow import indicator, signal
 
 
 @indicator("next_close")
@@ -40,6 +42,11 @@ def next_close(close):
 @indicator("centred_mean")
 def centred_mean(close, *, period: int = 5):
     return close.rolling(period, center=True).mean()
+
+
+@signal("peek_up", signal_types=("up",))
+def peek_up(close):
+    return {"up": close.shift(-1) > close}
 
 
 @indicator("noisy")
@@ -123,6 +130,16 @@ def test_a_centred_window_is_caught_two_candles_before_its_end(workspace):
     cut = int(found["cut"])
     assert int(found["candle"]) == cut - 1  # rolling(5, center=True) at j reads j-2..j+2: j = cut-1 is the first
     assert (found["full"], found["prefix"]) == (f"{close[cut - 3:cut + 2].mean():.10g}", "NaN")
+
+
+def test_a_signal_deciding_on_the_next_close_is_caught(workspace):
+    (workspace / "s.yaml").write_text(DEMO_STRATEGY.replace("rules:", "  - {name: peek, component: peek_up}\nrules:"))
+    code, out, err = cli(workspace, "check", "s.yaml")
+    match = re.fullmatch(r"error: s\.yaml: signals\[1\]: component 'peek': looks ahead: candle (\d+) \([^)]+\) is up "
+                         r"with later candles, no signal without \(cut at (\d+)\)\n", err)
+    assert code == 2 and match, err
+    close = load_candles(workspace / "data.csv")["close"].to_numpy()
+    assert match[1] == match[2] and close[int(match[1]) + 1] > close[int(match[1])]
 
 
 def test_a_daily_node_is_caught_where_the_hours_see_it(workspace):
@@ -277,3 +294,12 @@ def test_validate_deep_exits_2_on_a_leak(workspace):
     code, out, err = cli(workspace, "validate", "--deep", "s.yaml")
     assert code == 2 and out.startswith("s.yaml: ok (") and LEAK.fullmatch(err)
     assert cli(workspace, "validate", "s.yaml")[0] == 0  # without --deep nothing runs
+
+
+def test_signal_differences_name_the_events_and_when_the_types_agree_their_strength():
+    full = make_signal_frame([3, 7, 9], ["up", "up", "down"], [1.0, 0.5, 1.0])
+    assert _difference(full, make_signal_frame([3, 9], ["up", "down"]), 0, 9) == (7, "up", "no signal")
+    stronger = make_signal_frame([3, 7], ["up", "up"], [1.0, 0.8])
+    assert _difference(full, stronger, 0, 8) == (7, "up (strength 0.5, metadata None)",
+                                                  "up (strength 0.8, metadata None)")
+    assert _difference(full, stronger, 0, 6) is None  # only candles 0..6 compared

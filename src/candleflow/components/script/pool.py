@@ -243,7 +243,7 @@ class _Lease:
 class RunOutcome:
     """Per-candle results (None where not run) and the earliest error, if any.
 
-    When ``error`` is set, every candle before ``error.candle`` has a result.
+    When ``error`` is set, every candle before ``error.candle`` has a result (of those run: see ``chunks``).
     """
 
     results: list[CandleResult | None]
