@@ -88,8 +88,9 @@ class CheckReport:
 
     def lines(self) -> list[str]:
         """The short table ``candleflow check`` prints."""
+        kinds = f" ({', '.join(f'{v} {k}' for k, v in self.kinds.items())})" if self.kinds else ""
         head = (f"{self.file}: no look-ahead found: {len(self.nodes)} nodes, {self.n_candles} candles, "
-                f"{len(self.cuts)} cut points ({', '.join(f'{v} {k}' for k, v in self.kinds.items())}), "
+                f"{len(self.cuts)} cut points{kinds}, "
                 f"2 full runs equal ({self.seconds:.1f} s)")
         rows = [("node", "kind", "component", "cut points", "result")]
         rows += [(n.name, n.kind, n.label, f"{n.cuts}" + (f" (last {n.window} candles each)" if n.window else ""),
