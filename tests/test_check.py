@@ -303,3 +303,11 @@ def test_signal_differences_name_the_events_and_when_the_types_agree_their_stren
     assert _difference(full, stronger, 0, 8) == (7, "up (strength 0.5, metadata None)",
                                                   "up (strength 0.8, metadata None)")
     assert _difference(full, stronger, 0, 6) is None  # only candles 0..6 compared
+
+
+def test_no_cut_point_is_a_warning(workspace):
+    strategy_with(workspace, "{name: peek, component: next_close}")
+    code, out, err = cli(workspace, "check", "s.yaml", "--cuts", "0", "--event-cuts", "0")
+    assert code == 0 and out.startswith("s.yaml: deterministic, look-ahead not checked: 4 nodes, 300 candles, 0 cut points, ")
+    assert err == ("warning: s.yaml: no cut point tried (300 candles; --cuts and --event-cuts 0 and 0): only two full "
+                   "runs were compared, so look-ahead was not checked\n")

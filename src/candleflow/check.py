@@ -47,7 +47,7 @@ from candleflow.dag import EVALUATOR, CompiledStrategy
 from candleflow.dag.build import build, reference_data
 from candleflow.dag.get import get
 from candleflow.dag.tasks import Output
-from candleflow.errors import CandleflowError
+from candleflow.errors import CandleflowError, warn
 from candleflow.nodes.compute import base_aligned, node_candles, run_node
 from candleflow.vocab import NodePlan, ScriptOptions
 
@@ -89,7 +89,8 @@ class CheckReport:
     def lines(self) -> list[str]:
         """The short table ``candleflow check`` prints."""
         kinds = f" ({', '.join(f'{v} {k}' for k, v in self.kinds.items())})" if self.kinds else ""
-        head = (f"{self.file}: no look-ahead found: {len(self.nodes)} nodes, {self.n_candles} candles, "
+        verdict = "no look-ahead found" if self.cuts else "deterministic, look-ahead not checked"
+        head = (f"{self.file}: {verdict}: {len(self.nodes)} nodes, {self.n_candles} candles, "
                 f"{len(self.cuts)} cut points{kinds}, "
                 f"2 full runs equal ({self.seconds:.1f} s)")
         rows = [("node", "kind", "component", "cut points", "result")]
@@ -117,6 +118,9 @@ def check_lookahead(compiled: CompiledStrategy, candles: pd.DataFrame, *, cuts: 
     full = runner.graph(candles, {})
     again = runner.graph(candles, {name: full[name] for name in runner.scripts})
     points, kinds = cut_points(compiled, full, candles, cuts=cuts, event_cuts=event_cuts, seed=seed)
+    if not points:
+        warn(f"{compiled.file}: no cut point tried ({n} candles; --cuts and --event-cuts {cuts} and {event_cuts}): "
+             f"only two full runs were compared, so look-ahead was not checked")
     script_cuts = _spread(points, SCRIPT_CUTS)
     windows = runner.windows(full, [n - 1, *script_cuts]) if runner.scripts else {}
     runner.raise_first({name: _difference(runner.view(name, full[name], candles),
