@@ -9,7 +9,8 @@ Algorithm
    candles with a signal event or a true action condition (spread over the data), the event's candle and the
    one before it; and for each higher timeframe (of a node or a reference), the :data:`HIGHER_CUTS` candles
    before the last one of a higher candle, where a candle that saw it before it closed would differ.  Every
-   cut lies in ``SCRIPT_WINDOW..n-2``: at most ``cuts + 2 event_cuts + 3`` per higher timeframe.
+   cut lies in ``SCRIPT_WINDOW..n-2`` (``0..n-2`` on short data); at most ``cuts + 2 event_cuts`` + 3 per
+   higher timeframe.
 3. *Prefix runs.*  For each cut the graph runs again on candles ``0..c`` alone and every node's output on those
    candles is compared with the full run's: indicators as the candles see them (a higher timeframe's values
    aligned, so a cut inside a day tests what each hour sees of the daily candles), signal frames event by event.
@@ -138,7 +139,8 @@ def cut_points(compiled: CompiledStrategy, full: dict[str, Any], candles: pd.Dat
                event_cuts: int, seed: int) -> tuple[list[int], dict[str, int]]:
     """Sorted distinct cut points, and how many there are of each kind (see the module docstring)."""
     n = len(candles)
-    low, high = min(SCRIPT_WINDOW, max(n - 2, 0)), n - 2
+    high = n - 2
+    low = SCRIPT_WINDOW if high >= 2 * SCRIPT_WINDOW else 0  # past a script's first window, unless data is short
     if high < low:
         return [], {}
     rng = np.random.default_rng(seed)
