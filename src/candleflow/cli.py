@@ -104,6 +104,8 @@ def validate(
     set_: SetOption = None,
     workspace: WorkspaceOption = None,
     components: ComponentsOption = None,
+    deep: bool = typer.Option(False, "--deep", help="Then run the look-ahead check on the strategy's data "
+                                                    "(`candleflow check` with its defaults)."),
 ) -> None:
     """Check a strategy (schema, components, params, graph) without running it."""
     from candleflow.backtest import prepare  # lazy: see the module docstring
@@ -115,6 +117,40 @@ def validate(
     conditions = f"{kinds.count('condition')} conditions, " if "condition" in kinds else ""
     typer.echo(f"{strategy}: ok ({kinds.count('indicator')} indicators, {kinds.count('signal')} signals, "
                f"{conditions}{graph.number_of_edges()} edges)")
+    if deep:
+        from candleflow.backtest import load_data  # lazy: see the module docstring
+        from candleflow.check import check_lookahead  # lazy: see the module docstring
+
+        for line in check_lookahead(compiled, load_data(compiled)).lines():
+            typer.echo(line)
+
+
+@app.command()
+def check(
+    strategy: Path = typer.Argument(..., help="Strategy YAML file."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Candle file (CSV/Parquet) instead of the strategy's."),
+    set_: SetOption = None,
+    workspace: WorkspaceOption = None,
+    components: ComponentsOption = None,
+    cuts: int = typer.Option(8, "--cuts", min=0, help="Random cut points (besides those next to signal events)."),
+    event_cuts: int = typer.Option(8, "--event-cuts", min=0,
+                                   help="Signal events to cut at (each at its candle and the one before)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random cut points."),
+    script_workers: Optional[int] = typer.Option(None, "--script-workers",
+                                                 help="Processes running script components (default: one per CPU)."),
+    timeout: float = typer.Option(10.0, help="Seconds a script component may take per candle."),
+    max_data_size: MaxDataSizeOption = None,
+) -> None:
+    """Look for look-ahead: rerun every node on the data cut at several candles; exit 2 if any value changes."""
+    from candleflow.check import check_strategy  # lazy: see the module docstring
+
+    report = check_strategy(strategy, data=data, variables=parse_assignments(set_), workspace=workspace,
+                            component_dirs=components or (), max_bytes=_max_data_bytes(max_data_size), cuts=cuts,
+                            event_cuts=event_cuts, seed=seed,
+                            script_options=script_options_from(timeout=timeout, workers=script_workers,
+                                                               verbose=False))
+    for line in report.lines():
+        typer.echo(line)
 
 
 @app.command()

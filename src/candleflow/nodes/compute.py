@@ -21,7 +21,7 @@ so a faulty component fails at its own node with its own name.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,13 +70,19 @@ def base_aligned(plan: NodePlan, value: Any, candles: pd.DataFrame, timeframe: s
 
 def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
              symbol: str, timeframe: str, progress: Callable[[int], None] | None = None,
-             script_options: ScriptOptions | None = None) -> pd.Series | pd.DataFrame:
-    """Compute ``plan`` on ``candles`` given its upstream nodes' outputs."""
+             script_options: ScriptOptions | None = None,
+             windows: Sequence[tuple[int, int]] | None = None) -> pd.Series | pd.DataFrame:
+    """Compute ``plan`` on ``candles`` given its upstream nodes' outputs.
+
+    ``windows`` runs a base-timeframe script node on those ranges of candles only (see
+    ``run_script_component``); other nodes are always computed whole.
+    """
     base = parse_timeframe(timeframe)
     frame = node_candles(plan, candles, base)
     value = _run_on(plan, frame, {b.name: resolve_input(b, frame, upstream, base=base, reader=plan.timeframe)
                                   for b in plan.bindings}, symbol=symbol,
-                    timeframe=plan.spec.timeframe or timeframe, progress=progress, script_options=script_options)
+                    timeframe=plan.spec.timeframe or timeframe, progress=progress, script_options=script_options,
+                    windows=None if plan.timeframe else windows)
     if plan.kind == "signal" and plan.timeframe is not None:
         value = value.assign(bar=resample.first_seen(value["bar"].to_numpy(), frame.index, plan.timeframe[0],
                                                      candles.index, base).astype("int64"))
@@ -85,7 +91,8 @@ def run_node(plan: NodePlan, candles: pd.DataFrame, upstream: dict[str, Any], *,
 
 def _run_on(plan: NodePlan, candles: pd.DataFrame, inputs: dict[str, pd.Series], *, symbol: str, timeframe: str,
             progress: Callable[[int], None] | None,
-            script_options: ScriptOptions | None) -> pd.Series | pd.DataFrame:
+            script_options: ScriptOptions | None,
+            windows: Sequence[tuple[int, int]] | None = None) -> pd.Series | pd.DataFrame:
     if plan.script is not None:
         from candleflow.components.script import run_script_component  # the worker pool: for script nodes only
 
@@ -95,7 +102,7 @@ def _run_on(plan: NodePlan, candles: pd.DataFrame, inputs: dict[str, pd.Series],
             plan.script, kind=plan.kind, name=plan.name, candles=candles, symbol=symbol, timeframe=timeframe,
             inputs=inputs or None, lookback=plan.spec.lookback, params=plan.params, progress=progress,
             timeout=timeout, workers=options.workers, verbose=options.verbose,
-            isolation=script_isolation(plan, options.isolation))
+            isolation=script_isolation(plan, options.isolation), windows=windows)
     component = plan.component
     try:
         if component.mode == "incremental":

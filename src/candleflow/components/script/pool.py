@@ -78,7 +78,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Callable
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -243,7 +243,7 @@ class _Lease:
 class RunOutcome:
     """Per-candle results (None where not run) and the earliest error, if any.
 
-    When ``error`` is set, every candle before ``error.candle`` has a result.
+    When ``error`` is set, every candle before ``error.candle`` has a result (of those run: see ``chunks``).
     """
 
     results: list[CandleResult | None]
@@ -353,24 +353,28 @@ class ScriptPool:
     # --- scheduling ----------------------------------------------------------
 
     def run(self, job: ScriptJob, n_candles: int, *, workers: int | None = None, timeout: float = 10.0,
-            on_candle: Callable[[int, CandleResult], None] | None = None) -> RunOutcome:
-        """Run ``job`` on candles ``0..n_candles-1`` with up to ``workers`` workers (the pool
-        grows to that many); ``on_candle(i, result)`` is called, in this thread, as candles
+            on_candle: Callable[[int, CandleResult], None] | None = None,
+            chunks: Sequence[tuple[int, int]] | None = None) -> RunOutcome:
+        """Run ``job`` on candles ``0..n_candles-1`` (or only the given ``chunks``, disjoint ``(lo, hi)`` ranges
+        of candles, each run as one chunk; other candles' results stay None) with up to ``workers`` workers
+        (the pool grows to that many); ``on_candle(i, result)`` is called, in this thread, as candles
         complete.  See the module docstring for the scheduling and the error rule."""
-        max_workers = max(1, min(workers or self.size, n_candles))
+        max_workers = max(1, min(workers or self.size, n_candles if chunks is None else len(chunks)))
         self.grow(max_workers)
-        return _Scheduler(self, job, n_candles, max_workers, timeout, on_candle).run()
+        return _Scheduler(self, job, n_candles, max_workers, timeout, on_candle, chunks).run()
 
 
 class _Scheduler:
     """The state of one job on the pool: chunks, leases, results, earliest error."""
 
     def __init__(self, pool: ScriptPool, job: ScriptJob, n_candles: int, max_workers: int, timeout: float,
-                 on_candle: Callable[[int, CandleResult], None] | None) -> None:
+                 on_candle: Callable[[int, CandleResult], None] | None,
+                 chunks: Sequence[tuple[int, int]] | None = None) -> None:
         self.pool, self.job, self.timeout, self.on_candle = pool, job, timeout, on_candle
         self.max_workers = max_workers
         size = max(MIN_CHUNK, math.ceil(n_candles / (max_workers * CHUNKS_PER_WORKER)))
-        self.chunks = [(lo, min(lo + size, n_candles)) for lo in range(0, n_candles, size)]
+        self.chunks = [(lo, min(lo + size, n_candles)) for lo in range(0, n_candles, size)] if chunks is None \
+            else sorted(chunks)
         self.pending = deque(range(len(self.chunks)))
         self.leases: dict[Connection, _Lease] = {}
         self.outcome = RunOutcome([None] * n_candles)

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ def run_script_component(
     isolation: Literal["warm", "process"] = "warm",
     progress: Callable[[int], None] | None = None,
     verbose: bool = False,
+    windows: Sequence[tuple[int, int]] | None = None,
 ) -> pd.Series | pd.DataFrame:
     """Run the script at ``path`` once per candle; see the module docstring.
 
@@ -61,12 +62,17 @@ def run_script_component(
     state restored after each candle) or ``process`` (a fresh process per
     candle), see :mod:`.pool`; the script starts from this process's
     environment and working directory; ``progress(n_done)`` is called as candles complete; ``verbose`` logs every
-    call with its duration and output on the ``candleflow.script`` logger.
+    call with its duration and output on the ``candleflow.script`` logger.  ``windows`` (disjoint ``(lo, hi)``
+    ranges, the look-ahead check's) runs only those candles, each range as one chunk: every candle sees what
+    it sees in a whole run, the others are NaN or have no events, and the block rule holds per window (a
+    window of warm-up candles without a block is no error).
     """
     if kind not in ("indicator", "signal"):
         raise ValueError(f"kind must be 'indicator' or 'signal', not {kind!r}")
     if timeout <= 0 or (lookback is not None and lookback < 1) or (workers is not None and workers < 1):
         raise ValueError("timeout must be > 0, lookback and workers >= 1")
+    if windows is not None and not all(0 <= lo < hi <= len(candles) for lo, hi in windows):
+        raise ValueError(f"windows must be ranges of candle positions, got {windows}")
     if isolation not in ("warm", "process"):
         raise ValueError(f"isolation must be 'warm' or 'process', not {isolation!r}")
     path = Path(path).resolve()
@@ -90,8 +96,8 @@ def run_script_component(
                     preload=script_imports(path))
     started = time.perf_counter()
     outcome = get_pool().run(job, n, workers=workers, timeout=timeout,
-                             on_candle=_Reporter(name, progress, verbose))
-    results = _checked(outcome, kind, name)
+                             on_candle=_Reporter(name, progress, verbose), chunks=windows)
+    results = _checked(outcome, kind, name, windows)
     if progress is not None:
         progress(n)
     if verbose:
@@ -130,31 +136,34 @@ class _Reporter:
             self.progress(self.done)
 
 
-def _checked(outcome: RunOutcome, kind: Literal["indicator", "signal"], name: str) -> list[CandleResult]:
-    """Apply the block rule in candle order; raise the earliest error of the run."""
+def _checked(outcome: RunOutcome, kind: Literal["indicator", "signal"], name: str,
+             windows: Sequence[tuple[int, int]] | None = None) -> list[CandleResult | None]:
+    """Apply the block rule in candle order (in each window); raise the earliest error of the run."""
     error = outcome.error
     stop = len(outcome.results) if error is None else error.candle
-    printed = False
-    for i in range(stop):
-        result = outcome.results[i]
-        if result.block:
-            printed = True
-        elif printed:
-            raise missing_block_error(kind, component=name, candle=i, stdout=result.value)
+    for lo, hi in sorted(windows) if windows is not None else [(0, stop)]:
+        printed = False
+        for i in range(lo, min(hi, stop)):
+            result = outcome.results[i]
+            if result.block:
+                printed = True
+            elif printed:
+                raise missing_block_error(kind, component=name, candle=i, stdout=result.value)
     if error is not None:
         raise error
-    if not printed:
+    if not printed and windows is None:
         raise never_printed_error(kind, component=name, n_candles=stop, last_stdout=outcome.results[-1].value)
     return outcome.results
 
 
-def _indicator_series(results: list[CandleResult], index: pd.Index, name: str) -> pd.Series:
-    values = np.array([r.value if r.block and r.value is not None else np.nan for r in results], dtype="float64")
+def _indicator_series(results: list[CandleResult | None], index: pd.Index, name: str) -> pd.Series:
+    values = np.array([r.value if r is not None and r.block and r.value is not None else np.nan for r in results],
+                      dtype="float64")
     return pd.Series(values, index=index, name=name)
 
 
-def _signal_frame(results: list[CandleResult]) -> pd.DataFrame:
-    events = [(i, event) for i, r in enumerate(results) if r.block for event in r.value]
+def _signal_frame(results: list[CandleResult | None]) -> pd.DataFrame:
+    events = [(i, event) for i, r in enumerate(results) if r is not None and r.block for event in r.value]
     if not events:
         return empty_signal_frame()
     return make_signal_frame([i for i, _ in events], [e.signal_type for _, e in events],
