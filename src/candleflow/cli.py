@@ -30,7 +30,7 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 import click
 import typer
 
-from candleflow.errors import CandleflowError, CandleflowWarning, ConfigError
+from candleflow.errors import CandleflowError, CandleflowWarning, ConfigError, warn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Backtest trading strategies declared as YAML graphs.")
@@ -193,6 +193,8 @@ def run(
     for path, write in writers.items():
         with writing(path, "the graph" if path == graph_file else "the report"):
             write(path)
+    for line in result.silent_parts():  # a signal that never fired, a rule that never triggered
+        warn(line)
     if not quiet:
         from candleflow.summary import print_summary  # lazy: see the module docstring
 
