@@ -110,6 +110,9 @@ def validate(
 
     compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
                           component_dirs=components or ())
+    from candleflow.data import check_source  # lazy: see the module docstring
+
+    check_source(compiled.strategy.data, workspace=compiled.workspace, file=compiled.file)
     graph = compiled.graph
     kinds = [graph.nodes[n]["kind"] for n in graph]
     conditions = f"{kinds.count('condition')} conditions, " if "condition" in kinds else ""

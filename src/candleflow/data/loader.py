@@ -159,13 +159,7 @@ def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame
         raise DataError(f"duplicate column(s): {', '.join(repeated)} (column names are case-insensitive)", file=file)
     if isinstance(frame.index, pd.DatetimeIndex):
         frame = frame.reset_index(names="time") if "time" not in frame.columns else frame.reset_index(drop=True)
-    time_col = next((c for c in TIME_COLUMNS if c in frame.columns), None)
-    missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
-    if time_col is None:
-        missing.insert(0, "time")
-    if missing:
-        raise DataError(f"missing column(s): {', '.join(missing)} (need time, open, high, low, close[, volume])",
-                        file=file)
+    time_col = _check_columns(frame.columns, file=file)
     if len(frame) == 0:
         raise DataError("data file has no rows", file=file)
     if "volume" not in frame.columns:
@@ -183,6 +177,38 @@ def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame
     candles = pd.DataFrame(values, index=index)
     _check_values(candles, file=file)
     return candles
+
+
+def _check_columns(columns, *, file: str) -> str:
+    """The time column's name among ``columns`` (lower case); a DataError naming the columns missing."""
+    time_col = next((c for c in TIME_COLUMNS if c in columns), None)
+    missing = [c for c in PRICE_COLUMNS if c not in columns]
+    if time_col is None:
+        missing.insert(0, "time")
+    if missing:
+        raise DataError(f"missing column(s): {', '.join(missing)} (need time, open, high, low, close[, volume])",
+                        file=file)
+    return time_col
+
+
+def check_header(path: str | Path, *, format: str | None = None) -> None:
+    """Read only the header of the data file ``path`` (a CSV's first line, a Parquet file's schema) and check that
+    it names the candle columns; a DataError if it cannot be read or lacks one."""
+    path = Path(path)
+    file = str(path)
+    kind = format or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq  # Parquet only
+
+            columns = pq.read_schema(path).names
+        else:
+            columns = list(pd.read_csv(path, nrows=0).columns)
+    except pd.errors.EmptyDataError:
+        raise DataError("data file is empty", file=file) from None
+    except Exception as exc:  # any reader's failure: say what it said
+        raise DataError(f"cannot read the {kind} file's header: {str(exc).splitlines()[0]}", file=file) from None
+    _check_columns([str(c).strip().lower() for c in columns], file=file)
 
 
 def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
