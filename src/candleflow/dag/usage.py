@@ -11,6 +11,9 @@ one.  From the uses and the graph:
   triggered).
 
 Each is a ``(yaml path, message)`` pair; the caller warns (:func:`candleflow.errors.warn`).
+
+:func:`check_periods` is an error instead: a ``period`` (or ``*_period``) longer than the data
+leaves its node NaN throughout, so nothing downstream could ever fire.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from candleflow.dag.compiler import CompiledStrategy
+from candleflow.dag.compiler import CompiledStrategy, collected_error
 
 
 @dataclass(frozen=True)
@@ -91,3 +94,24 @@ def silent_parts(compiled: CompiledStrategy, frames: Mapping[str, pd.DataFrame],
             parts.append((use.yaml_path, f"'{use.signal_type}' never fired on the {n_candles:,} candles (fired: "
                                          f"{', '.join(seen)}), so this never triggered"))
     return parts
+
+
+def check_periods(compiled: CompiledStrategy, candles: pd.DataFrame) -> None:
+    """A CompileError listing every ``period``/``*_period`` param longer than its node's candles (the data's, or
+    those of its higher timeframe), e.g. ``indicators[0].params.period: 500 is longer than the data (300 candles)``."""
+    errors = []
+    seconds = candles.index.asi8 // 1_000_000_000
+    for plan in compiled.plans.values():
+        if plan.kind not in ("indicator", "signal") or plan.component is None:
+            continue
+        if plan.timeframe is None:
+            count, unit = len(candles), "candles"
+        else:
+            period, offset = plan.timeframe
+            count, unit = len(set(((seconds - offset) // period).tolist())), f"candles of {plan.spec.timeframe}"
+        for name, value in plan.params.items():
+            long = isinstance(value, int) and not isinstance(value, bool) and value > count
+            if long and (name == "period" or name.endswith("_period")):
+                errors.append((f"{plan.yaml_path}.params.{name}", f"{value} is longer than the data ({count:,} {unit})"))
+    if errors:
+        raise collected_error(errors, file=compiled.file)
