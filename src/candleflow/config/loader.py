@@ -161,7 +161,10 @@ def load_yaml(text: str, *, file: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        prefix = "" if isinstance(exc, YamlLimitError) else "invalid YAML: "
+        limit = isinstance(exc, YamlLimitError)
+        if problem == "exceeded maximum nesting depth":  # PyYAML 6.0.4's libyaml stops at 1,000 levels deep while
+            problem, limit = f"nested more than {MAX_DEPTH} levels deep", True  # scanning ahead of the composer
+        prefix = "" if limit else "invalid YAML: "
         raise ConfigError(prefix + problem, file=file, path=where) from None
 
 
