@@ -55,7 +55,8 @@ FILES = {
 CASES = {
     "set-on-a-plain-strategy": (
         ["run", "s.yaml", "--set", "fast=10"], 2,
-        ["error: s.yaml: --set fast: the strategy is not a template (no {{{{ ... }}}}), so 'fast' would change nothing"]),
+        ["error: s.yaml: --set fast: the strategy is not a template (no {{{{ ... }}}}), so 'fast' would change "
+         "nothing"]),
     "set-a-variable-the-template-never-uses": (
         ["run", "t.yaml", "--set", "fast=5", "--set", "bogus=1"], 2,
         ["error: t.yaml: --set bogus: the strategy never uses template variable 'bogus' (it uses: fast)"]),

@@ -82,7 +82,8 @@ def unused_parts(compiled: CompiledStrategy) -> list[tuple[str, str]]:
     return parts
 
 
-def silent_parts(compiled: CompiledStrategy, frames: Mapping[str, pd.DataFrame], n_candles: int) -> list[tuple[str, str]]:
+def silent_parts(compiled: CompiledStrategy, frames: Mapping[str, pd.DataFrame],
+                 n_candles: int) -> list[tuple[str, str]]:
     """After a run: signal nodes that never fired, and uses whose type never fired though their nodes did."""
     fired = {name: set(frames[name]["signal_type"].astype(str)) for name in signal_nodes(compiled) if name in frames}
     parts = [(compiled.plans[name].yaml_path, f"signal '{name}' never fired on the {n_candles:,} candles")
@@ -112,6 +113,7 @@ def check_periods(compiled: CompiledStrategy, candles: pd.DataFrame) -> None:
         for name, value in plan.params.items():
             long = isinstance(value, int) and not isinstance(value, bool) and value > count
             if long and (name == "period" or name.endswith("_period")):
-                errors.append((f"{plan.yaml_path}.params.{name}", f"{value} is longer than the data ({count:,} {unit})"))
+                errors.append((f"{plan.yaml_path}.params.{name}",
+                               f"{value} is longer than the data ({count:,} {unit})"))
     if errors:
         raise collected_error(errors, file=compiled.file)

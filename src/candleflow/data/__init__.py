@@ -6,7 +6,8 @@ from candleflow.data.loader import check_header, load_candles, slice_candles, va
 from candleflow.data.sample import SAMPLES, generate_candles, sample_candles
 from candleflow.errors import ConfigError
 
-__all__ = ["SAMPLES", "check_header", "check_source", "generate_candles", "load_candles", "sample_candles", "validate_candles", "write_candles"]
+__all__ = ["SAMPLES", "check_header", "check_source", "generate_candles", "load_candles", "sample_candles",
+           "validate_candles", "write_candles"]
 
 
 def load_source(source, *, workspace, file: str = "<strategy>", max_bytes: int | None = None):
