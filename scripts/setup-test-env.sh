@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine:
 # graphviz's `dot` (graph rendering tests), headless Chromium (report test),
-# strace (kills a real run at every rename), and the package with its test extras.
+# strace (kills a real run at every rename), and the package with its test extras
+# in the virtual environment .venv (created here; Debian's python3 refuses a global
+# `pip install`, PEP 668). Nothing is installed into the system's or your own Python.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+apt_install() {
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 need=()
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt_install "${need[@]}"
 fi
-python -m pip install -q -e ".[test]"
+if [ ! -x .venv/bin/python ]; then
+    if ! python3 -m venv .venv >/dev/null 2>&1; then  # Debian ships venv's pip bootstrap as python3-venv
+        rm -rf .venv
+        apt_install python3-venv
+        python3 -m venv .venv
+    fi
+fi
+.venv/bin/python -m pip install -q -e ".[test]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,11 @@ import pytest
 from candleflow.data import generate_candles
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Tests that start the installed `candleflow` command find the one beside the Python running them (.venv/bin, see
+# scripts/setup-test-env.sh) first, not another installation's on PATH.
+if (Path(sys.executable).parent / "candleflow").exists():
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 @pytest.fixture(scope="session")

@@ -155,6 +155,8 @@ def test_recursive_deep_and_huge_yaml(text, problem):
     """A recursive alias or 100,000 nested brackets (which crashed libyaml's composer: a segfault) are refused."""
     with quickly(), pytest.raises(ConfigError) as info:
         load_yaml(text, file="y.yaml")
+    if str(info.value) == f"y.yaml: line 1, column 1003: nested more than {MAX_DEPTH} levels deep":
+        problem = problem.replace(f"column {3 + MAX_DEPTH}:", "column 1003:")  # PyYAML 6.0.4: libyaml's own bound
     assert str(info.value) == f"y.yaml: {problem}"
 
 

@@ -63,7 +63,9 @@ rules: {entry: {golden_cross: buy, lunar_eclipse: sell}}
     assert str(err) == (
         "s.yaml: indicators[0].component: unknown indicator component 'smaa' (known: adx, atr, bollinger, cci, "
         "donchian, ema, highest, hma, keltner, lowest, macd, obv, roc, rsi, sma, stddev, stoch, vwap, wma; "
-        "or component: script with a path) (and 2 more: indicators[1].params.period: Input should be "
+        f"or component: script with a path); no workspace components: no components/ folder in {tmp_path} or the "
+        f"folders above it (a workspace is the nearest folder holding one) (and 2 more: indicators[1].params.period: "
+        "Input should be "
         "greater than or equal to 1, got -1; rules.entry.lunar_eclipse: no signal emits 'lunar_eclipse' "
         "(emitted: death_cross, golden_cross))")
 

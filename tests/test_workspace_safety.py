@@ -203,7 +203,8 @@ def test_symlinks_that_stay_inside_are_followed(capsys, layout):
     (layout / "components" / "again").symlink_to(layout / "components", target_is_directory=True)
     (layout / "components" / "notes.md").symlink_to("/etc/hostname")  # not a component file: ignored
     text = STRATEGY.replace("indicators:\n", "indicators:\n  - {name: m, component: mine}\n")
-    assert validate(capsys, text) == (0, "")
+    assert validate(capsys, text) == (0, "warning: s.yaml: indicators[0]: indicator 'm' is read by nothing (no "
+                                         "signal, condition or indicator names it); remove it or use it\n")
 
 
 # --- the YAML never runs code --------------------------------------------------------------------------------------

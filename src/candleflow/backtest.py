@@ -18,8 +18,9 @@ from candleflow.config.loader import read_strategy
 from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
 from candleflow.dag.cache import NodeCache
 from candleflow.dag.executor import Scheduler, execute
-from candleflow.errors import warn
+from candleflow.dag.usage import check_periods, silent_parts, unused_parts
 from candleflow.data import load_candles, load_source, validate_candles
+from candleflow.errors import warn
 from candleflow.nodes.compute import base_aligned
 from candleflow.results import write_results
 from candleflow.vocab import NodeStats, ScriptOptions
@@ -66,6 +67,12 @@ class BacktestResult:
     def signals(self) -> dict[str, pd.DataFrame]:
         return {n: v for n, v in self.values.items() if self.compiled.graph.nodes[n]["kind"] == "signal"}
 
+    def silent_parts(self) -> list[str]:
+        """``file: yaml path: what`` for each signal node that never fired, and each rule whose signal type never
+        fired though its nodes did (:func:`candleflow.dag.usage.silent_parts`); the CLI warns about each."""
+        parts = silent_parts(self.compiled, self.signals(), len(self.candles))
+        return [f"{self.compiled.file}: {path}: {message}" for path, message in parts]
+
     def write(self, out_dir: str | Path, *, extras: Mapping[str, Any] | None = None) -> Path:
         """Write the result files as folder ``out_dir``, switched in atomically; see :mod:`candleflow.results`."""
         return write_results(self, out_dir, extras=extras)
@@ -78,6 +85,8 @@ def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = 
     strategy, text = read_strategy(path, variables=variables)
     root = Path(workspace) if workspace else find_workspace(path)
     compiled = compile_strategy(strategy, workspace=root, file=str(path), component_dirs=component_dirs)
+    for where, message in unused_parts(compiled):  # legal, but a part that changes nothing: say so
+        warn(f"{compiled.file}: {where}: {message}")
     return compiled, text
 
 
@@ -106,6 +115,7 @@ def run_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: No
     Dask scheduler's ``tcp://HOST:PORT``; ``replay`` feeds recorded signal frames
     (signal node -> frame) to the evaluator instead of running components.
     """
+    check_periods(compiled, candles)
     outcome = execute(compiled, candles, cache=cache, scheduler=scheduler, num_workers=num_workers,
                       on_node_done=on_node_done, progress=progress, script_options=script_options, replay=replay)
     result = BacktestResult(compiled, candles, outcome.values, outcome.stats, source_text)

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 import click
 import typer
 
-from candleflow.errors import CandleflowError, CandleflowWarning, ConfigError
+from candleflow.errors import CandleflowError, CandleflowWarning, ConfigError, warn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Backtest trading strategies declared as YAML graphs.")
@@ -112,6 +112,9 @@ def validate(
 
     compiled, _ = prepare(strategy, variables=parse_assignments(set_), workspace=workspace,
                           component_dirs=components or ())
+    from candleflow.data import check_source  # lazy: see the module docstring
+
+    check_source(compiled.strategy.data, workspace=compiled.workspace, file=compiled.file)
     graph = compiled.graph
     kinds = [graph.nodes[n]["kind"] for n in graph]
     conditions = f"{kinds.count('condition')} conditions, " if "condition" in kinds else ""
@@ -229,6 +232,8 @@ def run(
     for path, write in writers.items():
         with writing(path, "the graph" if path == graph_file else "the report"):
             write(path)
+    for line in result.silent_parts():  # a signal that never fired, a rule that never triggered
+        warn(line)
     if not quiet:
         from candleflow.summary import print_summary  # lazy: see the module docstring
 

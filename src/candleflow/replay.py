@@ -26,6 +26,7 @@ import pandas as pd
 
 from candleflow.backtest import BacktestResult, run_compiled
 from candleflow.dag.compiler import CompiledStrategy
+from candleflow.dag.usage import signal_uses
 from candleflow.errors import DataError
 from candleflow.vocab import empty_signal_frame, make_signal_frame
 
@@ -68,6 +69,7 @@ def replay_frames(compiled: CompiledStrategy, candles: pd.DataFrame, path: Path)
     if unknown:
         raise DataError(f"replay file names unknown signal node(s) {', '.join(unknown)} "
                         f"(signal nodes: {', '.join(signal_nodes)})", file=file)
+    _check_used(compiled, events, file)
     if "bar" in events.columns and "time" not in events.columns:
         bars = pd.to_numeric(events["bar"], errors="coerce").to_numpy()
         bad = np.isnan(bars) | (bars < 0) | (bars >= len(candles))
@@ -84,6 +86,18 @@ def replay_frames(compiled: CompiledStrategy, candles: pd.DataFrame, path: Path)
         frames[str(name)] = make_signal_frame(group["_bar"].to_numpy(), group["signal_type"].astype(str).tolist(),
                                               group["strength"].to_numpy(dtype="float64"))
     return frames
+
+
+def _check_used(compiled: CompiledStrategy, events: pd.DataFrame, file: str) -> None:
+    """Refuse an event no rule or condition acts on (a typo like ``golden_krass`` would replay to 0 trades),
+    unless its node's component declares that type (a run's own ``signals.csv`` replays as it is)."""
+    uses = signal_uses(compiled)
+    for row, (node, signal_type) in enumerate(zip(events["node"].astype(str), events["signal_type"].astype(str))):
+        declared = compiled.plans[node].component.signal_types if compiled.plans[node].component else None
+        if not any(use.matches(node, signal_type) for use in uses) and signal_type not in (declared or ()):
+            acted = sorted({use.signal_type for use in uses if node in use.nodes})
+            raise DataError(f"signal type '{signal_type}' of node '{node}' is used by no rule or condition "
+                            f"(they use: {', '.join(acted) or 'none'})", file=file, path=f"row {row + 2}")
 
 
 def replay_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, path: Path, *,

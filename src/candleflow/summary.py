@@ -25,6 +25,8 @@ def print_summary(result, *, out: Path | None = None) -> None:
     console.print(table)
     hits = sum(1 for s in result.stats.values() if s.cache == "hit")
     seconds = sum(s.seconds for s in result.stats.values())
-    console.print(f"{len(result.stats)} nodes, {hits} from cache, {seconds:.3f} s of node time")
+    replayed = [s.name for s in result.stats.values() if s.status == "replayed"]
+    source = f"{len(replayed)} replayed from recorded signals ({', '.join(replayed)}), " if replayed else ""
+    console.print(f"{len(result.stats)} nodes, {source}{hits} from cache, {seconds:.3f} s of node time")
     if out is not None:
         console.print(f"results written to {out}/")

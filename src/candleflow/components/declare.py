@@ -30,9 +30,9 @@ import functools
 import inspect
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, create_model
 
 from candleflow.vocab import source_hash
 
@@ -87,12 +87,30 @@ def _params_model(component: Component) -> type[BaseModel]:
 
 
 def _build_params_model(component: Component) -> type[BaseModel]:
+    """Lax (``5.0`` is a fine ``int``), but a number is never a boolean (``period: true`` is not period 1) and
+    floats are finite (``.inf`` and ``.nan`` are refused)."""
     fields = {}
     for name, param in component.params.items():
         annotation = Any if param.annotation is inspect.Parameter.empty else param.annotation
+        if _unannotated(annotation) in (int, float, int | float):
+            annotation = Annotated[annotation, BeforeValidator(_not_bool)]
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[name] = (annotation, default)
-    return create_model(f"{component.name}_params", __config__=ConfigDict(strict=False, extra="forbid"), **fields)
+    config = ConfigDict(strict=False, extra="forbid", allow_inf_nan=False)
+    return create_model(f"{component.name}_params", __config__=config, **fields)
+
+
+def _unannotated(annotation: Any) -> Any:
+    """``Annotated[int, Field(ge=1)]`` -> ``int``."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("Input should be a number, not a boolean")
+    return value
 
 
 def indicator(name: str | None = None, *, outputs: tuple[str, ...] | None = None):

@@ -31,6 +31,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._components: dict[str, Component] = {}
+        self.folders: list[Path] = []  # the component folders read, in order (none: built-ins only)
 
     def __contains__(self, name: str) -> bool:
         return name in self._components
@@ -62,6 +63,7 @@ class Registry:
         """
         if not folder.is_dir():
             raise CompileError(f"components folder not found: {folder}")
+        self.folders.append(folder)
         for path in component_files(folder, root=root):
             if declares_components(path):
                 self.add_module(_import_file(path), origin=str(path))

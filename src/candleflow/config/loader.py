@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -38,8 +38,52 @@ def read_strategy(path: str | Path, *, variables: Mapping[str, Any] | None = Non
         raise ConfigError("strategy file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read strategy file: {exc}", file=str(path)) from None
-    rendered = render_template(text, variables or {}, file=str(path))
+    rendered = render_template(text, variables or {}, file=str(path))  # first: an undefined variable's line
+    check_variables(text, variables or {}, file=str(path), where=lambda name: f"--set {name}")
     return parse_strategy(rendered, file=str(path)), rendered
+
+
+def is_template(text: str) -> bool:
+    """Whether ``text`` holds any jinja2 markup (a plain YAML file renders to itself)."""
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+def template_variables(text: str) -> set[str] | None:
+    """The variables the template ``text`` reads (``{{ fast }}``, ``{{ x | default(1) }}``); none for plain YAML.
+
+    None for a syntax error: rendering reports it with its line.
+    """
+    if not is_template(text):
+        return set()
+    import jinja2  # templates only: see render_template
+    from jinja2 import meta  # templates only: see render_template
+
+    from candleflow.config.sandbox import bounded_environment  # imports jinja2: see render_template
+
+    try:
+        return set(meta.find_undeclared_variables(bounded_environment().parse(text)))
+    except jinja2.TemplateSyntaxError:
+        return None
+
+
+def check_variables(text: str, variables: Mapping[str, Any], *, file: str, where: Callable[[str], str],
+                    error_file: str | None = None) -> None:
+    """Refuse a variable the strategy ``text`` never reads (``--set bogus=1``, a grid parameter): it would change
+    nothing.  ``where(name)`` is the error's path (``--set fast``, ``parameters.fast``) in ``error_file``
+    (default: the strategy's ``file``)."""
+    if not variables:
+        return
+    used = template_variables(text)
+    unused = [name for name in variables if used is not None and name not in used]
+    if not unused:
+        return
+    strategy = "the strategy" if error_file is None else f"the strategy {file}"
+    if not is_template(text):
+        problem = f"{strategy} is not a template (no {{{{ ... }}}}), so '{unused[0]}' would change nothing"
+    else:
+        problem = (f"{strategy} never uses template variable '{unused[0]}' "
+                   f"(it uses: {', '.join(sorted(used)) or 'none'})")
+    raise ConfigError(problem, file=error_file or file, path=where(unused[0]))
 
 
 def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> str:
@@ -50,7 +94,7 @@ def render_template(text: str, variables: Mapping[str, Any], *, file: str) -> st
     file never executes code, template or not; and its work is bounded
     (:mod:`candleflow.config.sandbox`): ``{{ 2**(2**40) }}`` is an error, not a hang.
     """
-    if "{{" not in text and "{%" not in text and "{#" not in text:
+    if not is_template(text):
         return text
     import jinja2  # templates only: a plain strategy file never loads jinja2
 
@@ -117,7 +161,10 @@ def load_yaml(text: str, *, file: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        prefix = "" if isinstance(exc, YamlLimitError) else "invalid YAML: "
+        limit = isinstance(exc, YamlLimitError)
+        if problem == "exceeded maximum nesting depth":  # PyYAML 6.0.4's libyaml stops at 1,000 levels deep while
+            problem, limit = f"nested more than {MAX_DEPTH} levels deep", True  # scanning ahead of the composer
+        prefix = "" if limit else "invalid YAML: "
         raise ConfigError(prefix + problem, file=file, path=where) from None
 
 

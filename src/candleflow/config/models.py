@@ -23,7 +23,7 @@ SCRIPT = "script"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # initial_cash: 1e400 is inf: refused
 
 
 def _no_nul(value: str) -> str:

@@ -264,7 +264,8 @@ def _plan_node(kind, path, spec, registry, workspace, errors) -> NodePlan | None
     if spec.component not in registry:
         same = registry.names(kind)
         errors.append((f"{path}.component", f"unknown {kind} component '{spec.component}' "
-                                            f"(known: {', '.join(same)}; or component: script with a path)"))
+                                            f"(known: {', '.join(same)}; or component: script with a path)"
+                                            f"{_searched(registry, workspace)}"))
         return None
     component = registry[spec.component]
     if component.kind != kind:
@@ -282,6 +283,14 @@ def _plan_node(kind, path, spec, registry, workspace, errors) -> NodePlan | None
     if bindings is None:
         return None
     return NodePlan(spec.name, kind, path, spec, component, None, params, tuple(bindings))
+
+
+def _searched(registry: Registry, workspace: Path) -> str:
+    """For an unknown component's message: where ``components/`` was looked for, when no folder was read."""
+    if registry.folders:
+        return ""
+    return (f"; no workspace components: no components/ folder in {workspace} or the folders above it "
+            f"(a workspace is the nearest folder holding one)")
 
 
 def _add_references(compiled: CompiledStrategy, kinds: dict[str, str], first_paths: dict[str, str], errors) -> None:

@@ -5,8 +5,8 @@ The result is always the same shape: a DataFrame indexed by a UTC
 volume``.  Checks, each a :class:`~candleflow.errors.DataError` naming the file
 and the first offending row: required columns, parseable timestamps in one time
 zone and inside pandas' nanosecond range (years 1677 to 2262), sorted unique
-timestamps, numeric OHLC without NaN, ``high >= low`` and open/close inside
-``[low, high]``.
+timestamps, numeric OHLC without NaN (a Parquet file's columns stored as numbers, not
+text), ``high >= low``, open/close inside ``[low, high]`` and no negative volume.
 
 Reading is bounded before pandas sees a byte: a file (a CSV's text once
 decompressed) larger than ``max_bytes`` (default :data:`MAX_DATA_BYTES`, the
@@ -70,6 +70,8 @@ def load_candles(path: str | Path, *, format: str | None = None, start: str | No
         raise DataError(f"cannot read {kind} file: {str(exc).splitlines()[0]}", file=file) from None
     except Exception as exc:  # parser errors of every flavour: say what the reader said
         raise DataError(f"cannot read {kind} file: {str(exc).splitlines()[0]}", file=file) from None
+    if kind == "parquet":
+        _check_parquet_types(raw, file=file)
     candles = validate_candles(raw, file=file)
     return slice_candles(candles, start=start, end=end, file=file)
 
@@ -133,6 +135,17 @@ class _CheckedStream(io.RawIOBase):
             self._open_row = len(data) - data.rfind(b"\n") - 1
 
 
+def _check_parquet_types(raw: pd.DataFrame, *, file: str) -> None:
+    """A Parquet file is typed: a candle column stored as text (``"1.0712"``) is a broken file, not a number to
+    guess (a CSV's text is parsed as numbers instead)."""
+    for column in raw.columns:
+        if str(column).strip().lower() in CANDLE_COLUMNS and not pd.api.types.is_numeric_dtype(raw[column]):
+            values = raw[column]
+            row = int(np.flatnonzero(values.notna().to_numpy())[0]) if values.notna().any() else 0
+            raise DataError(f"column '{column}' is stored as {values.dtype} ({values.iloc[row]!r}), not as numbers",
+                            file=file, path=_row(row))
+
+
 def format_size(size: int) -> str:
     """``1073741824`` -> ``1 GiB``; ``1536`` -> ``1.5 KiB``."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
@@ -159,13 +172,7 @@ def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame
         raise DataError(f"duplicate column(s): {', '.join(repeated)} (column names are case-insensitive)", file=file)
     if isinstance(frame.index, pd.DatetimeIndex):
         frame = frame.reset_index(names="time") if "time" not in frame.columns else frame.reset_index(drop=True)
-    time_col = next((c for c in TIME_COLUMNS if c in frame.columns), None)
-    missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
-    if time_col is None:
-        missing.insert(0, "time")
-    if missing:
-        raise DataError(f"missing column(s): {', '.join(missing)} (need time, open, high, low, close[, volume])",
-                        file=file)
+    time_col = _check_columns(frame.columns, file=file)
     if len(frame) == 0:
         raise DataError("data file has no rows", file=file)
     if "volume" not in frame.columns:
@@ -183,6 +190,38 @@ def validate_candles(raw: pd.DataFrame, *, file: str = "<data>") -> pd.DataFrame
     candles = pd.DataFrame(values, index=index)
     _check_values(candles, file=file)
     return candles
+
+
+def _check_columns(columns, *, file: str) -> str:
+    """The time column's name among ``columns`` (lower case); a DataError naming the columns missing."""
+    time_col = next((c for c in TIME_COLUMNS if c in columns), None)
+    missing = [c for c in PRICE_COLUMNS if c not in columns]
+    if time_col is None:
+        missing.insert(0, "time")
+    if missing:
+        raise DataError(f"missing column(s): {', '.join(missing)} (need time, open, high, low, close[, volume])",
+                        file=file)
+    return time_col
+
+
+def check_header(path: str | Path, *, format: str | None = None) -> None:
+    """Read only the header of the data file ``path`` (a CSV's first line, a Parquet file's schema) and check that
+    it names the candle columns; a DataError if it cannot be read or lacks one."""
+    path = Path(path)
+    file = str(path)
+    kind = format or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq  # Parquet only
+
+            columns = pq.read_schema(path).names
+        else:
+            columns = list(pd.read_csv(path, nrows=0).columns)
+    except pd.errors.EmptyDataError:
+        raise DataError("data file is empty", file=file) from None
+    except Exception as exc:  # any reader's failure: say what it said
+        raise DataError(f"cannot read the {kind} file's header: {str(exc).splitlines()[0]}", file=file) from None
+    _check_columns([str(c).strip().lower() for c in columns], file=file)
 
 
 def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
@@ -248,11 +287,13 @@ def _check_values(candles: pd.DataFrame, *, file: str) -> None:
             row = int(np.flatnonzero(inf)[0])
             raise DataError(f"column '{column}' has an infinite value {values[row]}", file=file, path=_row(row))
     o, h, l, c = (candles[col].to_numpy() for col in PRICE_COLUMNS)
+    v = candles["volume"].to_numpy()
     checks = [
         (h < l, lambda i: f"high {_num(h[i])} < low {_num(l[i])}"),
         ((o > h) | (o < l), lambda i: f"open {_num(o[i])} outside [low {_num(l[i])}, high {_num(h[i])}]"),
         ((c > h) | (c < l), lambda i: f"close {_num(c[i])} outside [low {_num(l[i])}, high {_num(h[i])}]"),
         ((o <= 0) | (l <= 0), lambda i: f"non-positive price (open {_num(o[i])}, low {_num(l[i])})"),
+        (v < 0, lambda i: f"negative volume {_num(v[i])}"),
     ]
     for bad, what in checks:
         if bad.any():

@@ -58,6 +58,16 @@ def _scalar(value: Any) -> Any:
 Scalar = Annotated[Any, AfterValidator(_scalar)]
 
 
+def _identity(value: Any) -> tuple:
+    """What makes two grid values the same run: ``5`` and ``5.0`` are (the template prints either as a number
+    the strategy reads alike), ``true`` and ``1`` are not, nor ``"5"`` and ``5``; NaN is one value."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, float) and math.isnan(value):
+        return ("nan",)
+    return ("number", value) if isinstance(value, (int, float)) else ("str", value)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -139,7 +149,7 @@ class SweepSpec(_Strict):
         for name, values in self.parameters.items():
             if not re.match(NAME_PATTERN, name):
                 raise ValueError(f"parameter name '{name}' is not a template variable name (letters, digits, _)")
-            if isinstance(values, list) and len({repr(v) for v in values}) != len(values):
+            if isinstance(values, list) and len({_identity(v) for v in values}) != len(values):
                 raise ValueError(f"parameters.{name}: a value is listed twice")
         for reserved in ("symbol", "error"):
             if reserved in self.parameters:

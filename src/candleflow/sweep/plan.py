@@ -35,11 +35,12 @@ import pandas as pd
 from dask.base import tokenize
 
 from candleflow.components.registry import Registry
-from candleflow.config.loader import parse_strategy, render_template
+from candleflow.config.loader import check_variables, parse_strategy, render_template
 from candleflow.config.models import Strategy
 from candleflow.config.sandbox import bounded_environment
 from candleflow.dag.build import build
 from candleflow.dag.compiler import CompiledStrategy, compile_strategy, find_workspace
+from candleflow.dag.usage import check_periods
 from candleflow.data import load_source
 from candleflow.errors import CandleflowError, ConfigError, check_no_nul
 from candleflow.sweep.grid import Combination
@@ -71,10 +72,11 @@ class SweepPlan:
 
 def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
                workspace: str | Path | None = None, max_data_bytes: int | None = None,
-               tolerant: bool = False) -> SweepPlan:
+               tolerant: bool = False, grid_file: str = "<grid>") -> SweepPlan:
     """Compile every combination and build the shared task graph (see the module docstring).
 
-    ``tolerant`` tasks return a failure as a value (for local schedulers, whose ``get`` stops at an error)."""
+    ``tolerant`` tasks return a failure as a value (for local schedulers, whose ``get`` stops at an error).
+    A grid parameter the template never uses is a ConfigError naming ``grid_file`` (it would change nothing)."""
     check_no_nul(strategy_file, "strategy path")
     path = Path(strategy_file)
     file = str(path)
@@ -84,6 +86,8 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
         raise ConfigError("strategy file not found", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read strategy file: {exc}", file=file) from None
+    parameters = dict.fromkeys(name for combination in combinations for name in combination.params)
+    check_variables(text, parameters, file=file, where=lambda name: f"parameters.{name}", error_file=grid_file)
     root = Path(workspace) if workspace else find_workspace(path)
     plan = SweepPlan(graph={}, combinations=[])
     renderer = _Renderer(text, file=file)
@@ -96,6 +100,7 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
             compiled = _compile(renderer, combination, workspace=root, registries=registries)
             entry.symbol = compiled.strategy.symbol
             candles_key = _candles_key(compiled, plan, candles, max_bytes=max_data_bytes)
+            check_periods(compiled, plan.graph[candles_key])
             entry.key = _add_nodes(compiled, candles_key, plan, tolerant)
         except CandleflowError as exc:
             entry.error = " ".join(str(exc).split())

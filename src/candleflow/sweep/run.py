@@ -137,9 +137,11 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     started = time.perf_counter()
     spec = grid if isinstance(grid, SweepSpec) else load_grid(grid)
     rank = spec.rank if rank_by is None else spec.rank.model_copy(update={"by": rank_by})
-    listed = combinations(spec, limit=max_combinations, file=None if isinstance(grid, SweepSpec) else str(grid))
+    grid_file = None if isinstance(grid, SweepSpec) else str(grid)
+    listed = combinations(spec, limit=max_combinations, file=grid_file)
     local = scheduler in LOCAL and client is None
-    plan = plan_sweep(strategy_file, listed, workspace=workspace, max_data_bytes=max_data_bytes, tolerant=local)
+    plan = plan_sweep(strategy_file, listed, workspace=workspace, max_data_bytes=max_data_bytes, tolerant=local,
+                      grid_file=grid_file or "<grid>")
     failed = [c for c in plan.combinations if c.error is not None]
     if fail_fast and failed:
         raise _stopped(failed[0], failed[0].error)
