@@ -19,11 +19,4 @@ command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -gt 0 ]; then
     apt_install "${need[@]}"
 fi
-if [ ! -x .venv/bin/python ]; then
-    if ! python3 -m venv .venv >/dev/null 2>&1; then  # Debian ships venv's pip bootstrap as python3-venv
-        rm -rf .venv
-        apt_install python3-venv
-        python3 -m venv .venv
-    fi
-fi
-.venv/bin/python -m pip install -q -e ".[test]"
+bash scripts/setup.sh test  # .venv with the package and its test extras

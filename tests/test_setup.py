@@ -20,8 +20,7 @@ def setup_commands() -> list[str]:
 
 def test_the_readme_commands_use_a_venv_and_ci_runs_the_second():
     install, tests = setup_commands()
-    assert install == ("python3 -m venv .venv && .venv/bin/pip install -e . && "
-                       ".venv/bin/candleflow run strategies/ma_crossover.yaml")
+    assert install == "bash scripts/setup.sh && .venv/bin/candleflow run strategies/ma_crossover.yaml"
     assert tests == "bash scripts/setup-test-env.sh && .venv/bin/python -m pytest -q"
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
     assert ci[-1] == tests
@@ -47,8 +46,9 @@ fi
 def test_the_setup_script_installs_into_the_venv_only(tmp_path):
     """The script in a copy of the repository, with stub commands: python3 without venv support, apt, sudo."""
     (tmp_path / "repo" / "scripts").mkdir(parents=True)
-    script = (REPO / "scripts" / "setup-test-env.sh").read_text(encoding="utf-8")
-    (tmp_path / "repo" / "scripts" / "setup-test-env.sh").write_text(script, encoding="utf-8")
+    for name in ("setup-test-env.sh", "setup.sh"):
+        script = (REPO / "scripts" / name).read_text(encoding="utf-8")
+        (tmp_path / "repo" / "scripts" / name).write_text(script, encoding="utf-8")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stubs = {"python3": PYTHON3, "python": "exit 1", "pip": "exit 1", "apt-get": "", "sudo": '"$@"',
@@ -69,3 +69,22 @@ def test_the_setup_script_installs_into_the_venv_only(tmp_path):
     assert [c for c in calls if c.startswith(("venv-python", "python ", "pip "))] == [
         "venv-python -m pip install -q -e .[test]"] * 2, calls
     assert os.access(tmp_path / "repo" / ".venv" / "bin" / "python", os.X_OK)
+
+
+def test_the_first_command_sets_up_a_venv_without_the_test_extras(tmp_path):
+    """``scripts/setup.sh`` alone, as the first README command runs it: the package only, into .venv."""
+    (tmp_path / "repo" / "scripts").mkdir(parents=True)
+    (tmp_path / "repo" / "scripts" / "setup.sh").write_text((REPO / "scripts" / "setup.sh").read_text("utf-8"), "utf-8")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"python3": PYTHON3, "python": "exit 1", "pip": "exit 1", "apt-get": "", "sudo": '"$@"'}.items():
+        (bin_dir / name).write_text(STUB.format(name=name, body=body), encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "log"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path / "repo", env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text(encoding="utf-8").splitlines()
+    assert [c for c in calls if c.startswith("apt-get install")][0].endswith(" python3-venv"), calls
+    assert [c for c in calls if c.startswith(("venv-python", "python ", "pip "))] == ["venv-python -m pip install -q -e ."]
