@@ -50,7 +50,8 @@ def _assert_same_up_to(full, other, i: int) -> None:
     np.testing.assert_array_equal(full.equity.to_numpy()[: i + 1], other.equity.to_numpy()[: i + 1])
     np.testing.assert_array_equal(full.position[: i + 1], other.position[: i + 1])
     closed = lambda trades: trades[(trades["exit_bar"] <= i) & (trades["exit_reason"] != "open")]  # noqa: E731
-    pd.testing.assert_frame_equal(closed(full.trades).reset_index(drop=True), closed(other.trades).reset_index(drop=True))
+    pd.testing.assert_frame_equal(closed(full.trades).reset_index(drop=True),
+                                  closed(other.trades).reset_index(drop=True))
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -39,7 +39,8 @@ def test_buy_limit_at_its_level_or_at_a_gap_open(bar1, price):
     assert entry(sim) == (1, pytest.approx(price, abs=1e-9))
 
 
-@pytest.mark.parametrize(("bar1", "price"), [((100.5, 101.2, 100.4, 101.0), 101.0), ((101.6, 102, 101.5, 101.8), 101.6)])
+@pytest.mark.parametrize(("bar1", "price"), [((100.5, 101.2, 100.4, 101.0), 101.0),
+                                              ((101.6, 102, 101.5, 101.8), 101.6)])
 def test_buy_stop_at_its_level_or_at_a_gap_open(bar1, price):
     sim = run([(100, 100, 100, 100), bar1], orders={"entry": {"type": "stop", "offset": 0.01}})
     assert entry(sim) == (1, pytest.approx(price, abs=1e-9))
@@ -62,7 +63,8 @@ def test_buy_stop_limit_gap_within_beyond_and_no_gap(bar1, filled):
         assert entry(sim) == (filled[0], pytest.approx(filled[1], abs=1e-9))
 
 
-@pytest.mark.parametrize(("bar3", "price"), [((101.2, 101.3, 100.90, 101.0), 100.94), ((100.5, 100.6, 100.4, 100.5), 100.5)])
+@pytest.mark.parametrize(("bar3", "price"), [((101.2, 101.3, 100.90, 101.0), 100.94),
+                                              ((100.5, 100.6, 100.4, 100.5), 100.5)])
 def test_trailing_stop_ratchets_from_closes_and_exits_at_its_level_or_a_gap(bar3, price):
     rows = [(100, 100, 100, 100), (100, 103.5, 99, 103), (102, 102.5, 100.95, 101), bar3]
     sim = run(rows, risk={"trailing_stop": 0.02})

@@ -156,7 +156,8 @@ class Rules(_Strict):
         """
         if self.form(section) != "signals":
             return {}
-        return {key: next(iter(value)) if _is_partial(value) else value for key, value in getattr(self, section).items()}
+        mapping = getattr(self, section)
+        return {key: next(iter(value)) if _is_partial(value) else value for key, value in mapping.items()}
 
     def exit_fractions(self) -> dict[str, float]:
         """The partial exits: ``{signal type: fraction}`` (signal form) or ``{action: fraction}`` (condition form)."""
@@ -192,7 +193,8 @@ class Distance(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _number(cls, value: Any) -> Any:
-        return _number_as(value, "fraction", "a fraction (0.02), {atr: <atr node>, multiple: 2} or {price: <indicator>}")
+        return _number_as(value, "fraction",
+                          "a fraction (0.02), {atr: <atr node>, multiple: 2} or {price: <indicator>}")
 
     @property
     def size(self) -> float:
@@ -446,8 +448,8 @@ class Strategy(_Strict):
                 *([f"leverage {sizing.max_leverage:g}"] if sizing.max_leverage else []),
                 *([f"pyramiding {orders.max_entries}"] if orders.max_entries > 1 else [])]
         lines.append(" · ".join(size))
-        exits = [f"{label} {d.text()}" for label, d in (("stop-loss", risk.stop_loss), ("take-profit", risk.take_profit),
-                                                       ("trailing", risk.trailing_stop)) if d is not None]
+        distances = (("stop-loss", risk.stop_loss), ("take-profit", risk.take_profit), ("trailing", risk.trailing_stop))
+        exits = [f"{label} {d.text()}" for label, d in distances if d is not None]
         exits += [f"break-even {risk.break_even:g}"] if risk.break_even else []
         exits += [f"max {risk.max_bars} bars"] if risk.max_bars else []
         exits += [] if risk.allow_short else ["long only"]
