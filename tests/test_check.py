@@ -100,8 +100,11 @@ def cli(folder: Path, *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
+USES_PEEK = "exit: {close: {any: [death_cross, {above: [peek, 1000000000]}]}}"  # so that no warning says peek is unread
+
+
 def strategy_with(workspace: Path, node: str) -> None:
-    text = DEMO_STRATEGY.replace("signals:", f"  - {node}\nsignals:")
+    text = DEMO_STRATEGY.replace("signals:", f"  - {node}\nsignals:").replace("exit: {death_cross: close}", USES_PEEK)
     (workspace / "s.yaml").write_text(text)
 
 
@@ -133,7 +136,8 @@ def test_a_centred_window_is_caught_two_candles_before_its_end(workspace):
 
 
 def test_a_signal_deciding_on_the_next_close_is_caught(workspace):
-    (workspace / "s.yaml").write_text(DEMO_STRATEGY.replace("rules:", "  - {name: peek, component: peek_up}\nrules:"))
+    (workspace / "s.yaml").write_text(DEMO_STRATEGY.replace("rules:", "  - {name: peek, component: peek_up}\nrules:")
+                                      .replace("entry: {golden_cross: buy}", "entry: {golden_cross: buy, up: buy}"))
     code, out, err = cli(workspace, "check", "s.yaml")
     match = re.fullmatch(r"error: s\.yaml: signals\[1\]: component 'peek': looks ahead: candle (\d+) \([^)]+\) is up "
                          r"with later candles, no signal without \(cut at (\d+)\)\n", err)
@@ -309,6 +313,6 @@ def test_no_cut_point_is_a_warning(workspace):
     strategy_with(workspace, "{name: peek, component: next_close}")
     code, out, err = cli(workspace, "check", "s.yaml", "--cuts", "0", "--event-cuts", "0")
     assert code == 0
-    assert out.startswith("s.yaml: deterministic, look-ahead not checked: 4 nodes, 300 candles, 0 cut points, ")
+    assert out.startswith("s.yaml: deterministic, look-ahead not checked: 7 nodes, 300 candles, 0 cut points, ")
     assert err == ("warning: s.yaml: no cut point tried (300 candles; --cuts and --event-cuts 0 and 0): only two full "
                    "runs were compared, so look-ahead was not checked\n")
