@@ -412,7 +412,7 @@ def test_close_at_end_pays_the_exit_costs():
     assert sim.equity.iloc[-1] == pytest.approx(10_010 + 479.5)
 
 
-# -- cases where the two disagreed once (see the commits that fixed them) ------------------------------------------
+# -- cases where a fast engine once disagreed with the reference (the event-skipping one, or the kernel's notes) --
 def test_fraction_sizing_reserves_the_commission_minimum():
     # cash 1,000, commission minimum 2: 998 / 100 = 9.98 units and cash 0 (it was 10 units and cash -2)
     sim = run([FLAT] * 3, {0: 1}, cash=1_000.0, execution=Execution(commission=Commission(minimum=2)))
