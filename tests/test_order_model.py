@@ -207,13 +207,18 @@ FIELDS = ("side", "size", "entry_bar", "entry_price", "exit_bar", "exit_price", 
 
 
 def run(rows, entries: dict[int, int], exits: dict[int, int] | None = None, *, levels=None, cash=10_000.0,
-        execution=None, sizing=None, risk=None, orders=None):
+        execution=None, sizing=None, risk=None, orders=None, parts: dict[int, float] | None = None):
+    """``parts``: the share of each trade the exit decided on a candle closes (default whole)."""
     entry, exit_ = np.zeros(len(rows), np.int8), np.zeros(len(rows), np.int8)
     for bar, value in entries.items():
         entry[bar] = value
+    fractions = np.zeros((2, len(rows)))
     for bar, value in (exits or {}).items():
         exit_[bar] = value
-    case = {"candles": frame(rows), "actions": Actions(entry, exit_), "execution": execution or Execution(),
+        for row in (0, 1):
+            fractions[row, bar] = (parts or {}).get(bar, 1.0) if value & (1 << row) else 0.0
+    actions = Actions(entry, exit_, close_fraction=fractions if parts else None)
+    case = {"candles": frame(rows), "actions": actions, "execution": execution or Execution(),
             "sizing": sizing or Sizing(), "risk": risk or Risk(), "orders": orders or Orders(), "initial_cash": cash,
             "levels": {name: np.broadcast_to(np.asarray(v, dtype=float), len(rows)).copy()
                        for name, v in (levels or {}).items()}}  # a number: the same value on every candle
@@ -401,6 +406,20 @@ def test_pyramiding_each_entry_its_own_trade_and_stop():
     assert_trades(sim, [("long", 1, 3, 110, 5, 110 * (1 - 0.05), 110 * (1 - 0.05) - 110, "stop_loss"),
                         ("long", 1, 1, 100, 7, 95, -5, "stop_loss")])
     assert sim.position.tolist() == [0, 1, 1, 2, 2, 1, 1, 0, 0]
+
+
+def test_partial_exit_keeps_the_rest_and_the_working_order():
+    # max_entries 2, buy limits 2 below the close.  Bar 1 gaps to 97 under the first (98): 10 units at 97.  The
+    # buy decided on bar 1 works at 96.  Half closed (decided on bar 2) at bar 3's open 98: 5 units, pnl 5.
+    # The working order survives the partial exit and fills at 96 on bar 4; both stay open to the last close 96.
+    rows = [FLAT, (97, 99, 96.5, 98), (98, 99, 97, 98), (98, 98, 97, 97.5), (97, 97, 95.5, 96), (96, 96, 96, 96)]
+    orders = Orders(entry=EntryOrder(type="limit", offset=Distance(atr="atr", multiple=1)), max_entries=2)
+    sim = run(rows, {0: 1, 1: 1}, {2: 1}, parts={2: 0.5}, levels=ATR2, sizing=fixed(10), orders=orders)
+    assert_trades(sim, [("long", 5, 1, 97, 3, 98, 5, "partial"), ("long", 5, 1, 97, 5, 96, -5, "open"),
+                        ("long", 10, 4, 96, 5, 96, 0, "open")])
+    # a whole exit closes the trade and cancels the working order
+    sim = run(rows, {0: 1, 1: 1}, {2: 1}, levels=ATR2, sizing=fixed(10), orders=orders)
+    assert_trades(sim, [("long", 10, 1, 97, 3, 98, 10, "signal")])
 
 
 def test_close_at_end_pays_the_exit_costs():
