@@ -204,7 +204,7 @@ def _size(trades, held, cash, p, notes, side, price, fill, stop):
         size = p[P_VALUE]
     else:
         distance = side * fill - stop
-        if not distance > 0:
+        if not 0 < distance < math.inf:  # no stop at all (NaN levels in the warm-up) is no loss side either
             notes[N_RISK_SIDE] += 1
             return 0.0
         size = p[P_VALUE] * equity / distance
@@ -229,14 +229,15 @@ def _open(trades, held, cash, p, notes, levels, side, bar, price, decided, first
     trail = side * (fill * mults[2, s] + adds[2, s, decided]) if p[P_HAS_TRAIL] > 0 else -math.inf
     if math.isnan(trail):  # an ATR still in its warm-up: the trailing stop starts with the first close
         trail = -math.inf
-    if math.isnan(stop) or math.isnan(target):
-        notes[N_NAN_LEVEL] += 1
-        stop = -side * math.inf if math.isnan(stop) else stop
-        target = side * math.inf if math.isnan(target) else target
+    nan_level = math.isnan(stop) or math.isnan(target)
+    stop = -side * math.inf if math.isnan(stop) else stop
+    target = side * math.inf if math.isnan(target) else target
     initial = side * stop if side * stop >= trail else trail  # the tighter, in sign space
     size = _size(trades, held, cash, p, notes, side, price, fill, initial)
     if not size > 0:
         return
+    if nan_level:  # noted for a trade that opens, not for one the sizing skips
+        notes[N_NAN_LEVEL] += 1
     commission = _commission(p, size, fill)
     cash[0] -= side * size * fill + commission
     t = trades[held[0]]
