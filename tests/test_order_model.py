@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from reference_simulator import reference_simulate
 
 from candleflow.config.models import Commission, Distance, EntryOrder, Execution, Orders, PriceCost, Risk, Sizing
+from candleflow.data import generate_candles
 from candleflow.portfolio import Actions, simulate
 
 BROAD = settings(max_examples=300, deadline=None, derandomize=True,
@@ -473,3 +474,34 @@ def test_notes_name_what_happened_when_levels_are_nan():
               risk=Risk(stop_loss=Distance(price="band")))
     assert_trades(sim, [("long", 1, 1, 100, 2, 100, 0, "open")])
     assert sim.notes == {"trade opened without a stop-loss or take-profit: its level is NaN (indicator warm-up)": 1}
+
+
+# -- long series ------------------------------------------------------------------------------------------------------
+LONG_SETTINGS = [
+    {"orders": Orders(entry=EntryOrder(type="limit", offset=Distance(fraction=0.002), valid_for=8)),
+     "risk": Risk(trailing_stop=Distance(fraction=0.01), take_profit=Distance(fraction=0.02), break_even=0.005)},
+    {"orders": Orders(entry=EntryOrder(type="stop_limit", offset=Distance(atr="atr", multiple=0.5),
+                                       limit_offset=Distance(fraction=0.001)), max_entries=2),
+     "risk": Risk(stop_loss=Distance(atr="atr", multiple=2), trailing_stop=Distance(atr="atr", multiple=3),
+                  max_bars=60),
+     "sizing": Sizing(method="risk", value=0.01, max_leverage=3.0),
+     "execution": Execution(commission=Commission(fraction=0.0005, minimum=1.0), spread=PriceCost(bps=1.0))},
+    {"orders": Orders(buy=EntryOrder(type="stop", price="band"), sell=EntryOrder(type="limit", price="band")),
+     "risk": Risk(stop_loss=Distance(price="band"), take_profit=Distance(atr="atr", multiple=4), allow_short=True),
+     "execution": Execution(fill="close", close_at_end=True)},
+]
+
+
+@pytest.mark.parametrize("setting", range(len(LONG_SETTINGS)))
+def test_fast_simulator_equals_the_reference_on_20000_candles(setting):
+    """Long series, where skipping or state carried over thousands of candles would show: trade for trade."""
+    candles = generate_candles(20_000, seed=11 + setting)
+    rng = np.random.default_rng(setting)
+    entries = rng.choice(np.array([-1, 0, 0, 0, 0, 0, 0, 0, 0, 1], dtype=np.int8), len(candles))
+    exits = rng.choice(np.array([0] * 30 + [1, 2, 3], dtype=np.int8), len(candles))
+    atr = (candles["high"] - candles["low"]).rolling(14).mean().to_numpy()
+    band = candles["close"].rolling(20).mean().to_numpy()
+    case = {"candles": candles, "actions": Actions(entries, exits), "execution": Execution(), "sizing": Sizing(),
+            "initial_cash": 10_000.0, "levels": {"atr": atr, "band": band}, **LONG_SETTINGS[setting]}
+    assert len(simulate(**case).trades) > 300
+    assert_same(case)
