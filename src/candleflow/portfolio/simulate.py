@@ -22,7 +22,8 @@ How orders fill
   updates the trailing and break-even stops.  ``close``: within the candle the trades' exits and the
   working orders, then at the close signal exits, time exits, the entry, and the stop updates.
 * **Actions.** Exits first, then entries.  An exit closes every trade of its side and cancels that
-  side's working order.  ``buy`` while short closes the short and opens a long (exit reason
+  side's working order (a partial exit, ``{close_long: 0.5}``, closes that fraction of each trade, logged
+  with reason ``partial``, and cancels nothing; nor does a reversal).  ``buy`` while short closes the short and opens a long (exit reason
   ``reversal``); ``sell`` while long closes the long and opens a short if ``risk.allow_short``,
   otherwise it only closes the long (reason ``signal``).  An entry in the direction held is ignored
   unless fewer than ``orders.max_entries`` trades are open (pyramiding: each entry a trade of its
