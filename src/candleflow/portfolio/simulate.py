@@ -106,11 +106,10 @@ def _exit_arrays(risk: Risk, levels: dict[str, np.ndarray], n: int):
     no such exit); and per side the trailing stop's level from each close."""
     mults = np.full((3, 2), np.nan)
     adds = np.zeros((3, 2, n))
-    for e, (distance, outward) in enumerate(((risk.stop_loss, -1), (risk.take_profit, 1), (risk.trailing_stop, -1))):
-        for s, side in enumerate((1, -1)):
+    exits = ((risk.stop_loss, -1), (risk.take_profit, 1), (risk.trailing_stop, -1))  # -1: on the loss side
+    for e, (distance, outward) in enumerate(exits):
+        for s, side in enumerate((1, -1) if distance is not None else ()):
             direction = outward * side
-            if distance is None:
-                continue
             if distance.price is not None:
                 mults[e, s], adds[e, s] = 0.0, levels[distance.price]
             elif distance.fraction is not None:
