@@ -17,9 +17,15 @@ def daily(values) -> pd.Series:
     return pd.Series(values, index=index, dtype=float)
 
 
-def trades(pnl, return_pct, exit_reason=None) -> pd.DataFrame:
+def trades(pnl, return_pct, exit_reason=None, side=None) -> pd.DataFrame:
+    """A trade log: trade k is entered on day k and left on day k + 1, commission 1 each (side long unless told)."""
+    n = len(pnl)
     return pd.DataFrame({"pnl": pd.Series(pnl, dtype=float), "return_pct": pd.Series(return_pct, dtype=float),
-                         "exit_reason": pd.Series(exit_reason or ["signal"] * len(pnl), dtype=object)})
+                         "exit_reason": pd.Series(exit_reason or ["signal"] * n, dtype=object),
+                         "side": pd.Series(side or ["long"] * n, dtype=object),
+                         "entry_time": pd.date_range("2024-01-01", periods=n, freq="1D", tz="UTC"),
+                         "exit_time": pd.date_range("2024-01-02", periods=n, freq="1D", tz="UTC"),
+                         "commission": np.ones(n)})
 
 
 EQUITY = daily([110.0, 99.0, 121.0, 96.8])
@@ -97,6 +103,5 @@ def test_cagr_of_huge_growth_over_minutes_is_inf_not_an_error():
 
     index = pd.date_range("2024-01-01", periods=3, freq="min", tz="UTC")
     equity = pd.Series([100.0, 1e6, 1e9], index=index)
-    metrics = compute_metrics(equity, pd.DataFrame(columns=["pnl", "return_pct", "exit_reason"]), np.zeros(3),
-                              initial_cash=100.0)
+    metrics = compute_metrics(equity, trades([], []), np.zeros(3), initial_cash=100.0)
     assert metrics["cagr"] == math.inf
