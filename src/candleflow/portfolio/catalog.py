@@ -101,7 +101,7 @@ METRICS: tuple[Metric, ...] = (
            neutral=0.0, core=True),
     Metric("exposure", "Exposure", "share", None,
            "The share of bars that end with a nonzero position.", core=True),
-    Metric("buy_hold_return", "Buy & hold return", "signed_percent", None,
+    Metric("buy_hold_return", "Buy and hold return", "signed_percent", None,
            "`last close / first close - 1`: holding the symbol from the first bar to the last, without costs.",
            core=True),
     Metric("duration_days", "Duration", "days", None,
@@ -143,12 +143,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("long_trades", "Long trades", "count", None, "The number of closed long trades."),
     Metric("long_win_rate", "Long win rate", "share", "max",
            "The share of closed long trades with `pnl > 0`; NaN without one."),
-    Metric("long_pnl", "Long P&L", "money", "max",
+    Metric("long_pnl", "Long profit", "money", "max",
            "The summed `pnl` of closed long trades (net of commissions).", neutral=0.0),
     Metric("short_trades", "Short trades", "count", None, "The number of closed short trades."),
     Metric("short_win_rate", "Short win rate", "share", "max",
            "The share of closed short trades with `pnl > 0`; NaN without one."),
-    Metric("short_pnl", "Short P&L", "money", "max",
+    Metric("short_pnl", "Short profit", "money", "max",
            "The summed `pnl` of closed short trades (net of commissions).", neutral=0.0),
 )
 
