@@ -125,9 +125,10 @@ def _drawdowns(curve: np.ndarray, peaks: np.ndarray, index: pd.DatetimeIndex) ->
     edges = np.diff(np.concatenate([[0], below.astype(np.int8), [0]]))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # run = curve[start:stop]
     depths = np.minimum.reduceat(curve / peaks - 1, starts)  # a run's deepest point: after it the curve is at a peak
-    times = np.concatenate([index[:1].asi8, index.asi8])
+    utc = (index.tz_convert(None) if index.tz is not None else index).to_numpy()  # datetime64, the index's unit
+    times = np.concatenate([utc[:1], utc])
     ends = np.minimum(stops, len(curve) - 1)
-    durations = (times[ends] - times[starts - 1]) / (DAY / pd.Timedelta(1, "ns"))
+    durations = (times[ends] - times[starts - 1]) / np.timedelta64(1, "D")
     return {"avg_drawdown": float(np.mean(depths)), "max_drawdown_duration": float(np.max(durations)),
             "avg_drawdown_duration": float(np.mean(durations))}
 
