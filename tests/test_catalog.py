@@ -112,5 +112,24 @@ def test_the_summary_prints_the_core_metrics_as_the_catalog_formats_them(repo, c
     assert 0 < others and f"{others} more metrics" in printed  # the rest is in metrics.json and the report
 
 
+def test_the_cli_summary_shows_the_core_metrics_and_metrics_json_has_all(repo, tmp_path):
+    """The real ``candleflow run`` in a subprocess: a core row per line, the others counted and in metrics.json."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    env = {**os.environ, "COLUMNS": "120", "CANDLEFLOW_DEBUG": ""}
+    proc = subprocess.run([sys.executable, "-m", "candleflow.cli", "run", "strategies/ma_crossover.yaml", "--out",
+                           str(out), "--no-cache"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.strip("│ ").split("│")[0].strip() for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert rows == [m.label for m in METRICS if m.core]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+    assert set(metrics) == set(CATALOG)
+    assert f"{len(METRICS) - len(rows)} more metrics (README \"Metrics\") in {out}/metrics.json" in proc.stdout
+
+
 if __name__ == "__main__":
     print(metrics_table())
