@@ -24,7 +24,10 @@ Conventions shared by the definitions:
   bars a year, not 252 (``infer_periods_per_year``).
 * Trade statistics count **closed trades only**, as backtesting.py does: a
   position still open at the end (``exit_reason == "open"``) is in the equity
-  but not in ``n_trades``, ``win_rate``, ``profit_factor`` or ``avg_trade_return``.
+  (and its entry commission in ``commissions``) but in no trade statistic.
+* Durations are calendar days (format ``days``); every metric is a number.
+* ``core`` metrics are the rows of the CLI summary; ``metrics.json``, the report
+  and a sweep's frame have them all.
 * Undefined values are ``float("nan")`` / ``float("inf")``; :func:`format_metric`
   shows them as ``n/a`` / ``inf``.
 
