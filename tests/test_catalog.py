@@ -19,7 +19,7 @@ from candleflow.portfolio.metrics import compute_metrics
 README = Path(__file__).resolve().parent.parent / "README.md"
 BETTER = {"max": "higher", "min": "lower", None: "neither"}
 EXAMPLES = {"money": 10234.5, "percent": -0.1234, "signed_percent": 0.0567, "share": 0.455, "ratio": 1.234,
-            "count": 1234}  # what README's "shown as" column formats
+            "count": 1234, "days": 12.5}  # what README's "shown as" column formats
 
 
 def metrics_table() -> str:
@@ -46,9 +46,12 @@ def index(n: int) -> pd.DatetimeIndex:
 @pytest.mark.parametrize("pnl", [[], [2.0, -1.0], [0.0]], ids=["no-trades", "win-and-loss", "break-even"])
 def test_compute_metrics_returns_exactly_the_catalog(pnl):
     equity = pd.Series([100.0, 101.0, 99.0], index=index(3))
+    n = len(pnl)
     trades = pd.DataFrame({"pnl": pd.Series(pnl, dtype=float), "return_pct": pd.Series(pnl, dtype=float) / 100,
-                           "exit_reason": pd.Series(["signal"] * len(pnl), dtype=object)})
-    metrics = compute_metrics(equity, trades, np.array([0.0, 1.0, 0.0]), initial_cash=100.0)
+                           "exit_reason": pd.Series(["signal"] * n, dtype=object),
+                           "side": pd.Series(["long", "short"][:n], dtype=object), "entry_time": index(3)[:n],
+                           "exit_time": index(3)[1:n + 1], "commission": np.zeros(n)})
+    metrics = compute_metrics(equity, trades, np.array([0.0, 1.0, 0.0]), initial_cash=100.0, close=np.ones(3))
     assert set(metrics) == set(CATALOG)  # no metric without a definition, no definition without a metric
 
 
@@ -95,7 +98,7 @@ def test_labels_and_directions():
     assert better("sharpe") == CATALOG["sharpe"].better and better("some_new_metric") is None
 
 
-def test_the_summary_prints_every_metric_as_the_catalog_formats_it(repo, capsys):
+def test_the_summary_prints_the_core_metrics_as_the_catalog_formats_them(repo, capsys):
     from candleflow.backtest import run_backtest
     from candleflow.summary import print_summary
 
@@ -104,7 +107,28 @@ def test_the_summary_prints_every_metric_as_the_catalog_formats_it(repo, capsys)
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("│")]
     shown = [[cell.strip() for cell in row.strip("│").split("│")] for row in rows]  # the header is drawn with ┃
-    assert shown == [[m.label, format_metric(m.key, result.metrics[m.key])] for m in METRICS]
+    assert shown == [[m.label, format_metric(m.key, result.metrics[m.key])] for m in METRICS if m.core]
+    others = len(METRICS) - sum(m.core for m in METRICS)
+    assert 0 < others and f"{others} more metrics" in printed  # the rest is in metrics.json and the report
+
+
+def test_the_cli_summary_shows_the_core_metrics_and_metrics_json_has_all(repo, tmp_path):
+    """The real ``candleflow run`` in a subprocess: a core row per line, the others counted and in metrics.json."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    env = {**os.environ, "COLUMNS": "120", "CANDLEFLOW_DEBUG": ""}
+    proc = subprocess.run([sys.executable, "-m", "candleflow.cli", "run", "strategies/ma_crossover.yaml", "--out",
+                           str(out), "--no-cache"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.strip("│ ").split("│")[0].strip() for line in proc.stdout.splitlines() if line.startswith("│")]
+    assert rows == [m.label for m in METRICS if m.core]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+    assert set(metrics) == set(CATALOG)
+    assert f"{len(METRICS) - len(rows)} more metrics (README \"Metrics\") in {out}/metrics.json" in proc.stdout
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The rich summary table printed after ``candleflow run``: every metric, as the catalog labels and formats it."""
+"""The rich summary table printed after ``candleflow run``: the catalog's core metrics, labelled and formatted by it.
+
+The other metrics are in ``metrics.json`` and the report; a line after the table says how many.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,16 @@ def print_summary(result, *, out: Path | None = None) -> None:
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for metric in METRICS:  # the catalog's order and labels
-        if metric.key in result.metrics:
-            table.add_row(metric.label, format_metric(metric.key, result.metrics[metric.key]))
+    shown = [metric for metric in METRICS if metric.core and metric.key in result.metrics]  # the catalog's order
+    for metric in shown:
+        table.add_row(metric.label, format_metric(metric.key, result.metrics[metric.key]))
     console = Console()
     console.print(f"[bold]{strategy.name}[/bold]: {strategy.symbol} {strategy.timeframe}, {len(candles):,} candles "
                   f"{candles.index[0]:%Y-%m-%d} .. {candles.index[-1]:%Y-%m-%d}")
     console.print(table)
+    if len(result.metrics) > len(shown):
+        where = f"{out}/metrics.json" if out is not None else "metrics.json when results are written"
+        console.print(f"{len(result.metrics) - len(shown)} more metrics (README \"Metrics\") in {where}")
     hits = sum(1 for s in result.stats.values() if s.cache == "hit")
     seconds = sum(s.seconds for s in result.stats.values())
     replayed = [s.name for s in result.stats.values() if s.status == "replayed"]

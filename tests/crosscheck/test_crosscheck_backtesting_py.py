@@ -23,6 +23,7 @@ backtesting.py set to candleflow's conventions (README "How orders fill"):
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -196,3 +197,114 @@ def test_gap_beyond_take_profit_differs_by_design(goog):
     np.testing.assert_array_equal(mine["exit_reason"][by_design], "take_profit")
     np.testing.assert_array_equal(mine["exit_price"][by_design], bars["Open"].to_numpy()[by_design])
     np.testing.assert_array_equal(theirs["exit_price"][by_design], stop[by_design])
+
+
+# --- statistics: candleflow's metrics against backtesting.py's ``stats`` for the same trades -------------------
+
+DAY = pd.Timedelta(days=1)
+
+
+def _days(value) -> float:
+    return value / DAY
+
+
+def _peer_annualised(equity: pd.Series, max_drawdown: float) -> dict[str, float]:
+    """backtesting.py's annualised figures (``_stats.compute_stats``), rewritten from its source: returns of
+    the equity resampled to calendar days, compounded over 252 trading days a year (365 when a good share of
+    the bars fall on weekends), a compounding-aware volatility, and Sharpe/Sortino/Calmar from those."""
+    day = equity.resample("D").last().dropna().pct_change().dropna().to_numpy()
+    weekends = np.mean(equity.index.dayofweek >= 5) > 2 / 7 * 0.6
+    n = 365 if weekends else 252
+    g = np.exp(np.mean(np.log1p(day))) - 1
+    ann = (1 + g) ** n - 1
+    vol = np.sqrt((day.var(ddof=1) + (1 + g) ** 2) ** n - (1 + g) ** (2 * n))
+    return {"Return (Ann.) [%]": ann * 100, "Volatility (Ann.) [%]": vol * 100, "Sharpe Ratio": ann / vol,
+            "Sortino Ratio": ann / (np.sqrt(np.mean(np.minimum(day, 0) ** 2)) * np.sqrt(n)),
+            "Calmar Ratio": ann / -max_drawdown}
+
+
+def _ceil(days: float, data: pd.DataFrame) -> pd.Timedelta:
+    """A duration rounded up to the data's resolution, as backtesting.py shows its durations."""
+    period = pd.Series(data.index[-100:]).diff().dropna().median()
+    return pd.Timedelta(days=days).ceil(period.resolution_string)
+
+
+def assert_stats_agree(result, stats, data: pd.DataFrame) -> None:
+    """Every statistic both compute under one definition, to 1e-9, straight or through a documented unit."""
+    m, close = result.metrics, lambda a, b: pytest.approx(b, rel=1e-9, abs=1e-12) == a
+    closed, peer = closed_trades(result.trades), stats._trades
+    agree = {  # candleflow metric (converted to the peer's unit) -> backtesting.py's stats key
+        "Equity Final [$]": m["final_equity"], "Equity Peak [$]": m["equity_peak"],
+        "Return [%]": m["total_return"] * 100, "CAGR [%]": m["cagr"] * 100,
+        "Max. Drawdown [%]": m["max_drawdown"] * 100, "Avg. Drawdown [%]": m["avg_drawdown"] * 100,
+        "# Trades": m["n_trades"], "Win Rate [%]": m["win_rate"] * 100,
+        "Best Trade [%]": m["best_trade"] * 100, "Worst Trade [%]": m["worst_trade"] * 100,
+        "Expectancy [%]": m["avg_trade_return"] * 100,  # backtesting.py's expectancy is the mean trade return
+        "SQN": m["sqn"], "Kelly Criterion": m["kelly"],
+    }
+    for key, ours in agree.items():
+        assert close(ours, stats[key]), f"{key}: candleflow {ours!r}, backtesting.py {stats[key]!r}"
+    assert close(m["duration_days"], _days(stats["Duration"]))
+    # durations: backtesting.py shows them rounded up to the data's resolution; its unrounded ones are in
+    # _equity_curve (drawdowns) and _trades (trades)
+    dd = stats._equity_curve["DrawdownDuration"].dropna()
+    assert close(m["max_drawdown_duration"], _days(dd.max())) and close(m["avg_drawdown_duration"], _days(dd.mean()))
+    assert close(m["max_trade_duration"], _days(peer["Duration"].max()))
+    assert close(m["avg_trade_duration"], _days(peer["Duration"].mean()))
+    assert _ceil(m["max_drawdown_duration"], data) == stats["Max. Drawdown Duration"]
+    assert _ceil(m["max_trade_duration"], data) == stats["Max. Trade Duration"]
+    assert close(m["expectancy"], peer["PnL"].mean())  # candleflow's expectancy is in money
+    for side, sign in (("long", 1), ("short", -1)):
+        pnl = peer["PnL"][np.sign(peer["Size"]) == sign]
+        assert m[f"{side}_trades"] == len(pnl) and close(m[f"{side}_pnl"], pnl.sum())
+        assert close(m[f"{side}_win_rate"], (pnl > 0).mean()) if len(pnl) else math.isnan(m[f"{side}_win_rate"])
+
+
+def assert_stats_differ_by_design(result, stats, data: pd.DataFrame) -> None:
+    """The statistics defined differently: backtesting.py's value is its own formula applied to the same run,
+    candleflow's is the catalog's (README "Metrics"), and the two really differ here."""
+    m, close = result.metrics, lambda a, b: pytest.approx(b, rel=1e-9, abs=1e-12) == a
+    closed, trades = closed_trades(result.trades), result.trades
+    returns = closed["return_pct"]
+    # commissions: candleflow counts the still-open trade's entry commission, which has been paid
+    assert close(m["commissions"] - open_trade(trades)["commission"].sum(), stats["Commissions [$]"])
+    # buy & hold: backtesting.py starts at the first bar where every indicator is defined (SMA(SLOW): SLOW - 1)
+    c = data["Close"].to_numpy()
+    assert close(m["buy_hold_return"], c[-1] / c[0] - 1)
+    assert close(stats["Buy & Hold Return [%]"], (c[-1] / c[SLOW - 1] - 1) * 100)
+    # exposure: backtesting.py counts the bars from entry to exit of closed trades, both included;
+    # candleflow the bars that end with a position (the still-open trade's too)
+    held = np.zeros(len(data))
+    for trade in closed.itertuples():
+        held[trade.entry_bar:trade.exit_bar + 1] = 1
+    assert close(stats["Exposure Time [%]"], held.mean() * 100)
+    assert not close(m["exposure"] * 100, stats["Exposure Time [%]"])
+    # trade averages: backtesting.py's "Avg. Trade" is the geometric mean of the returns, its profit factor
+    # sums returns; candleflow's avg_trade_return is the arithmetic mean, its profit factor sums money
+    assert close(stats["Avg. Trade [%]"], (np.exp(np.mean(np.log1p(returns))) - 1) * 100)
+    assert close(stats["Profit Factor"], returns[returns > 0].sum() / -returns[returns < 0].sum())
+    pnl = closed["pnl"]
+    assert close(m["profit_factor"], pnl[pnl > 0].sum() / -pnl[pnl < 0].sum())
+    assert not close(m["profit_factor"], stats["Profit Factor"])
+    # annualised figures: daily returns and 252 trading days there, per-bar returns and calendar periods here
+    peer = _peer_annualised(result.equity, m["max_drawdown"])
+    for key, value in peer.items():
+        assert close(stats[key], value), f"{key}: backtesting.py {stats[key]!r}, its formula {value!r}"
+    assert not close(m["sharpe"], stats["Sharpe Ratio"]) and not close(m["sortino"], stats["Sortino Ratio"])
+    assert not close(m["return_ann"] * 100, stats["Return (Ann.) [%]"])
+
+
+@pytest.mark.parametrize("candles", ["goog", "eurusd"])
+@pytest.mark.parametrize("allow_short", [False, True], ids=["long_only", "long_short"])
+def test_stats_match_backtesting_py(candles, allow_short, request):
+    """The same trades (next_open fills: the equity curves agree bar by bar) give the same statistics."""
+    data = request.getfixturevalue(candles)
+    result = run_candleflow("sma_crossover.yaml", data, fast=FAST, slow=SLOW, fill="next_open",
+                            commission=COMMISSION, sizing_method="fraction", sizing_value=FRACTION,
+                            whole_units=True, allow_short=allow_short, cash=CASH)
+    stats = run_peer(data, peer_strategy(allow_short=allow_short, size=FRACTION), trade_on_close=False)
+    assert_frames_equal(ours(closed_trades(result.trades)), peer_trades(stats), exact=EXACT,
+                        close=["pnl", "commission"])
+    assert result.metrics["n_trades"] >= 40 and result.metrics["max_drawdown"] < 0
+    assert_stats_agree(result, stats, data)
+    assert_stats_differ_by_design(result, stats, data)

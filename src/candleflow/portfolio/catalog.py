@@ -24,7 +24,10 @@ Conventions shared by the definitions:
   bars a year, not 252 (``infer_periods_per_year``).
 * Trade statistics count **closed trades only**, as backtesting.py does: a
   position still open at the end (``exit_reason == "open"``) is in the equity
-  but not in ``n_trades``, ``win_rate``, ``profit_factor`` or ``avg_trade_return``.
+  (and its entry commission in ``commissions``) but in no trade statistic.
+* Durations are calendar days (format ``days``); every metric is a number.
+* ``core`` metrics are the rows of the CLI summary; ``metrics.json``, the report
+  and a sweep's frame have them all.
 * Undefined values are ``float("nan")`` / ``float("inf")``; :func:`format_metric`
   shows them as ``n/a`` / ``inf``.
 
@@ -41,7 +44,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Format = Literal["money", "percent", "signed_percent", "share", "ratio", "count"]
+Format = Literal["money", "percent", "signed_percent", "share", "ratio", "count", "days"]
 Better = Literal["max", "min"]
 
 FORMATS: dict[str, str] = {  # format kind -> str.format spec
@@ -51,6 +54,7 @@ FORMATS: dict[str, str] = {  # format kind -> str.format spec
     "share": "{:.1%}",  # 45.5% (a part of a whole: 0 % .. 100 %)
     "ratio": "{:,.2f}",  # 1.23
     "count": "{:,d}",  # 1,234
+    "days": "{:,.2f} d",  # 12.50 d (a duration in calendar days)
 }
 
 
@@ -66,40 +70,91 @@ class Metric:
     neutral: float | None = None  # neither good nor bad; None: not coloured
     card: bool = False  # a headline card of the HTML report
     sweep: bool = False  # a column of the sweep's top-N table
+    core: bool = False  # a row of the run summary printed by the CLI (metrics.json and the report have all)
 
 
 METRICS: tuple[Metric, ...] = (
     Metric("final_equity", "Final equity", "money", "max",
            "Equity after the last bar: cash + signed position x last close (an open position is marked at it).",
-           card=True),
+           card=True, core=True),
     Metric("total_return", "Total return", "signed_percent", "max",
-           "`final_equity / initial_cash - 1`.", neutral=0.0, card=True, sweep=True),
+           "`final_equity / initial_cash - 1`.", neutral=0.0, card=True, sweep=True, core=True),
     Metric("cagr", "CAGR", "signed_percent", "max",
            "`(final_equity / initial_cash) ** (1 / years) - 1`, `years` = calendar time from the first to the "
            "last bar / 365.25 days; NaN if that span is zero, -1 if the final equity is not positive.",
-           neutral=0.0, card=True),
+           neutral=0.0, card=True, core=True),
     Metric("sharpe", "Sharpe", "ratio", "max",
            "`mean(r) / std(r, ddof=1) x sqrt(periods_per_year)`; NaN when the returns do not vary.",
-           neutral=0.0, card=True, sweep=True),
+           neutral=0.0, card=True, sweep=True, core=True),
     Metric("sortino", "Sortino", "ratio", "max",
            "`mean(r) / sqrt(mean(min(r, 0)^2)) x sqrt(periods_per_year)`; inf when no return is negative "
-           "and the mean is positive, NaN when no return is negative and the mean is not.", neutral=0.0),
+           "and the mean is positive, NaN when no return is negative and the mean is not.", neutral=0.0, core=True),
     Metric("max_drawdown", "Max drawdown", "percent", "max",
            "The most negative `equity / running peak - 1` (e.g. -0.12), the peak starting at `initial_cash`; "
-           "0 if equity never falls below a previous peak.", neutral=0.0, card=True, sweep=True),
+           "0 if equity never falls below a previous peak.", neutral=0.0, card=True, sweep=True, core=True),
     Metric("n_trades", "Trades", "count", None,
-           "The number of closed trades.", card=True, sweep=True),
+           "The number of closed trades.", card=True, sweep=True, core=True),
     Metric("win_rate", "Win rate", "share", "max",
-           "The share of closed trades with `pnl > 0`; NaN without closed trades.", card=True, sweep=True),
+           "The share of closed trades with `pnl > 0`; NaN without closed trades.", card=True, sweep=True, core=True),
     Metric("profit_factor", "Profit factor", "ratio", "max",
            "Gross profit / gross loss of closed trades; inf if nothing was lost and something won, NaN if "
-           "there are no closed trades or all broke even.", neutral=1.0, card=True),
+           "there are no closed trades or all broke even.", neutral=1.0, card=True, core=True),
     Metric("avg_trade_return", "Avg trade return", "signed_percent", "max",
            "The mean `return_pct` (`pnl / (size x entry_price)`) of closed trades; NaN without closed trades.",
-           neutral=0.0),
+           neutral=0.0, core=True),
     Metric("exposure", "Exposure", "share", None,
-           "The share of bars that end with a nonzero position."),
+           "The share of bars that end with a nonzero position.", core=True),
+    Metric("buy_hold_return", "Buy and hold return", "signed_percent", None,
+           "`last close / first close - 1`: holding the symbol from the first bar to the last, without costs.",
+           core=True),
+    Metric("duration_days", "Duration", "days", None,
+           "Calendar time from the first to the last bar, in days."),
+    Metric("equity_peak", "Equity peak", "money", "max",
+           "The highest equity, `initial_cash` included."),
+    Metric("return_ann", "Return (ann.)", "signed_percent", "max",
+           "`(1 + geometric mean of r) ** periods_per_year - 1`; -1 if the equity reached 0.", neutral=0.0),
+    Metric("volatility_ann", "Volatility (ann.)", "percent", "min",
+           "`std(r, ddof=1) x sqrt(periods_per_year)`."),
+    Metric("calmar", "Calmar", "ratio", "max",
+           "`return_ann / -max_drawdown`; NaN without a drawdown.", neutral=0.0),
+    Metric("avg_drawdown", "Avg drawdown", "percent", "max",
+           "The mean depth (`equity / peak - 1` at its deepest) of the drawdowns: the maximal runs of bars "
+           "below the running peak; 0 without one.", neutral=0.0),
+    Metric("max_drawdown_duration", "Max drawdown duration", "days", "min",
+           "The longest drawdown, in days from its peak's bar to the bar that regains the peak (or the last "
+           "bar; the `initial_cash` point counts at the first bar's time); 0 without one."),
+    Metric("avg_drawdown_duration", "Avg drawdown duration", "days", "min",
+           "The mean duration of the drawdowns, as `max_drawdown_duration` measures them; 0 without one."),
+    Metric("best_trade", "Best trade", "signed_percent", "max",
+           "The highest `return_pct` of a closed trade; NaN without closed trades.", neutral=0.0),
+    Metric("worst_trade", "Worst trade", "signed_percent", "max",
+           "The lowest `return_pct` of a closed trade; NaN without closed trades.", neutral=0.0),
+    Metric("expectancy", "Expectancy", "money", "max",
+           "The mean `pnl` of closed trades, in the account's currency; NaN without closed trades.", neutral=0.0),
+    Metric("sqn", "SQN", "ratio", "max",
+           "System quality number: `sqrt(n_trades) x mean(pnl) / std(pnl, ddof=1)` over closed trades; NaN "
+           "with fewer than 2 or when the P&L does not vary.", neutral=0.0),
+    Metric("kelly", "Kelly criterion", "share", "max",
+           "`win_rate - (1 - win_rate) / (mean winning pnl / mean losing pnl)` over closed trades (losses as "
+           "positive amounts); NaN without a win or without a loss.", neutral=0.0),
+    Metric("max_trade_duration", "Max trade duration", "days", None,
+           "The longest `exit_time - entry_time` of a closed trade, in days; NaN without closed trades."),
+    Metric("avg_trade_duration", "Avg trade duration", "days", None,
+           "The mean `exit_time - entry_time` of closed trades, in days; NaN without closed trades."),
+    Metric("commissions", "Commissions", "money", "min",
+           "The commission paid on every fill, the open trade's entry included."),
+    Metric("long_trades", "Long trades", "count", None, "The number of closed long trades."),
+    Metric("long_win_rate", "Long win rate", "share", "max",
+           "The share of closed long trades with `pnl > 0`; NaN without one."),
+    Metric("long_pnl", "Long profit", "money", "max",
+           "The summed `pnl` of closed long trades (net of commissions).", neutral=0.0),
+    Metric("short_trades", "Short trades", "count", None, "The number of closed short trades."),
+    Metric("short_win_rate", "Short win rate", "share", "max",
+           "The share of closed short trades with `pnl > 0`; NaN without one."),
+    Metric("short_pnl", "Short profit", "money", "max",
+           "The summed `pnl` of closed short trades (net of commissions).", neutral=0.0),
 )
+
 CATALOG: dict[str, Metric] = {metric.key: metric for metric in METRICS}
 
 

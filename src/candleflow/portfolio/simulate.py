@@ -213,7 +213,7 @@ def simulate(
                        (*_order_arrays(orders, series, n), fractions), cash_at, position, log, notes) if n else 0
     equity = pd.Series(cash_at + position * closes, index=candles.index, name="equity", dtype=np.float64)
     trades = _trades_frame(log[:count], candles.index, kernel.REASONS)
-    metrics = compute_metrics(equity, trades, position, initial_cash=initial_cash)
+    metrics = compute_metrics(equity, trades, position, initial_cash=initial_cash, close=closes)
     return Simulation(trades=trades, equity=equity, position=position, metrics=metrics,
                       notes={text: int(k) for text, k in zip(kernel.NOTES, notes) if k})
 
