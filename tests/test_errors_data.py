@@ -117,7 +117,7 @@ def test_the_good_file_runs(capsys, workspace):
     # five candles are too few for a golden cross: the run says so (tests/test_no_silent_noops.py), and goes on
     assert (code, err) == (0, "warning: s.yaml: rules.entry.golden_cross: 'golden_cross' never fired on the 5 candles "
                               "(fired: death_cross), so this never triggered\n")
-    assert (workspace / "out" / "candles.csv").is_file()
+    assert (workspace / "out" / "candles.parquet").is_file()
 
 
 @pytest.mark.parametrize("name, content, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
