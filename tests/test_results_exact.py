@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from candleflow.portfolio.simulate import TRADE_COLUMNS
-from candleflow.results import SCHEMA, SERIES_FORMATS, _read, _render
+from candleflow.results import SCHEMA, SERIES_FORMATS, TIME_FORMAT, _read, _render, iso_seconds
 
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from(
     [5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -0.0, 0.1, 1 / 3, 1e22, 123456789.12345678,
@@ -56,3 +56,11 @@ def test_the_trades_csv_round_trips_exactly(tmp_path, values):
     back = _read(SCHEMA["trades"], path)
     for column in ("size", "entry_price", "exit_price", "pnl", "return_pct"):
         assert same_bits(back[column].to_numpy(dtype="float64"), trades[column].to_numpy()), column
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=st.lists(st.datetimes(min_value=pd.Timestamp.min.to_pydatetime(warn=False),
+                                   max_value=pd.Timestamp.max.to_pydatetime(warn=False)), min_size=1, max_size=20))
+def test_iso_seconds_writes_what_strftime_writes(times):
+    index = pd.DatetimeIndex(times).as_unit("ns").tz_localize("UTC")
+    assert iso_seconds(index).to_pylist() == list(index.strftime(TIME_FORMAT))

@@ -40,9 +40,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -205,18 +205,38 @@ def _render(file: ResultFile, content: Any) -> str | bytes:
 
 
 def _render_series(file: ResultFile, frame: pd.DataFrame) -> bytes:
-    """A per-candle frame as Parquet (times as UTC timestamps) or CSV (times as text), both written by Arrow: the
-    floats exact, 1M rows in a fraction of a second."""
-    times = pa.array(pd.DatetimeIndex(frame.index).tz_convert("UTC").as_unit("ns"))
+    """A per-candle frame as Parquet (times as UTC timestamps; floats byte-stream-split and zstd-compressed, which
+    writes 1M rows of 8 columns in ~0.2 s) or CSV (times as text), both written by Arrow, the floats exact."""
+    times = pd.DatetimeIndex(frame.index).tz_convert("UTC")
     columns = {str(name): pa.array(frame[name].to_numpy(dtype="float64")) for name in frame.columns}
     sink = pa.BufferOutputStream()
     if file.format == "parquet":
-        pq.write_table(pa.table({file.index: times, **columns}), sink)
+        pq.write_table(pa.table({file.index: pa.array(times.as_unit("ns")), **columns}), sink, use_dictionary=False,
+                       compression="zstd", compression_level=1,
+                       column_encoding=dict.fromkeys(columns, "BYTE_STREAM_SPLIT"))
         return sink.getvalue().to_pybytes()
-    text = pc.strftime(times.cast(pa.timestamp("s", tz="UTC"), safe=False), format=TIME_FORMAT)
-    pa_csv.write_csv(pa.table({file.index: text, **columns}), sink,
+    pa_csv.write_csv(pa.table({file.index: iso_seconds(times), **columns}), sink,
                      pa_csv.WriteOptions(include_header=False, quoting_style="none"))
     return ",".join([file.index, *columns]).encode("utf-8") + b"\n" + sink.getvalue().to_pybytes()
+
+
+def iso_seconds(times: pd.DatetimeIndex) -> pa.Array:
+    """Each UTC time as ``2023-01-02T00:00:00Z`` (:data:`TIME_FORMAT`, to the second), written digit by digit in
+    numpy: strftime (pandas' or Arrow's) takes seconds for 1M times."""
+    seconds = times.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[s]")
+    days = seconds.astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    years = months.astype("datetime64[Y]")
+    of_day = (seconds - days).astype("int64")
+    fields = ((years.astype("int64") + 1970, 0, 4), ((months - years).astype("int64") + 1, 5, 2),
+              ((days - months).astype("int64") + 1, 8, 2), (of_day // 3600, 11, 2), (of_day // 60 % 60, 14, 2),
+              (of_day % 60, 17, 2))
+    text = np.frombuffer(b"0000-00-00T00:00:00Z" * len(times), dtype=np.uint8).reshape(len(times), 20).copy()
+    for value, start, width in fields:
+        for digit in range(width):
+            text[:, start + width - 1 - digit] += (value // 10 ** digit % 10).astype(np.uint8)
+    offsets = np.arange(0, 20 * (len(times) + 1), 20, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(times), pa.py_buffer(offsets), pa.py_buffer(text))
 
 
 def _graph_svg(result: "BacktestResult", path: str | Path) -> str | None:

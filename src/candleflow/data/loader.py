@@ -346,4 +346,4 @@ def write_candles(candles: pd.DataFrame, path: str | Path) -> None:
             out.to_parquet(tmp, index=False)
         else:
             out["time"] = out["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-            out.to_csv(tmp, index=False, float_format="%.10g")
+            out.to_csv(tmp, index=False)  # floats as repr: exact
