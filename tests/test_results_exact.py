@@ -52,7 +52,7 @@ def test_the_trades_csv_round_trips_exactly(tmp_path, values):
                            "entry_price": floats[:, 1], "exit_bar": 1, "exit_time": times, "exit_price": floats[:, 2],
                            "pnl": floats[:, 3], "return_pct": floats[:, 4], "commission": 0.5, "exit_reason": "signal"})
     path = tmp_path / "trades.csv"
-    path.write_text(_render(SCHEMA["trades"], trades[TRADE_COLUMNS]))
+    path.write_bytes(_render(SCHEMA["trades"], trades[TRADE_COLUMNS]))
     back = _read(SCHEMA["trades"], path)
     for column in ("size", "entry_price", "exit_price", "pnl", "return_pct"):
         assert same_bits(back[column].to_numpy(dtype="float64"), trades[column].to_numpy()), column
