@@ -181,7 +181,8 @@ def test_the_vectorized_zone_check_still_names_the_first_row_in_another_zone(tmp
     (tmp_path / "z.csv").write_text(zoned_csv(zones))
     with pytest.raises(DataError) as info:
         load_candles(tmp_path / "z.csv")
-    assert str(info.value) == f"{tmp_path / 'z.csv'}: {where}: mixed time zones ({message}); use one zone, preferably UTC"
+    assert str(info.value) == (f"{tmp_path / 'z.csv'}: {where}: mixed time zones ({message}); use one zone, "
+                               "preferably UTC")
 
 
 @pytest.mark.parametrize("zones", [["Z", "+00:00", "+0000"] * 100, ["+0530", "+05:30"] * 100, [""] * 300])

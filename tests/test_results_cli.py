@@ -44,8 +44,8 @@ def test_parquet_by_default_csv_by_choice_and_both_read_back_the_same(workspace)
     assert (parquet.returncode, csv.returncode) == (0, 0), parquet.stderr + csv.stderr
     assert parquet.stdout.rstrip().splitlines()[-1] == "results written to pq/"
     for series in ("equity", "indicators", "candles"):
-        assert (workspace / "pq" / f"{series}.parquet").is_file() and not (workspace / "pq" / f"{series}.csv").exists()
-        assert (workspace / "csv" / f"{series}.csv").is_file() and not (workspace / "csv" / f"{series}.parquet").exists()
+        assert sorted(p.name for p in workspace.glob(f"*/{series}.*")) == [f"{series}.csv", f"{series}.parquet"]
+        assert (workspace / "pq" / f"{series}.parquet").is_file() and (workspace / "csv" / f"{series}.csv").is_file()
     first, second = read_results(workspace / "pq"), read_results(workspace / "csv")
     for key in ("equity", "indicators", "candles", "trades", "signals"):
         pd.testing.assert_frame_equal(first[key], second[key], check_exact=True)
