@@ -71,7 +71,7 @@ class ResultFile:
     name: str
     format: Literal["json", "csv", "text", "parquet"]
     holds: str
-    index: str | None = None  # csv: the index column, a UTC time; None: no index
+    index: str | None = None  # csv/parquet: the index column, a UTC time; None: no index
     columns: tuple[str, ...] | None = None  # csv: the columns in order; None: whatever the run has
     times: tuple[str, ...] = ()  # csv: the columns holding UTC times
     numbers: str | None = None  # json: the member mapping names to numbers (NaN as null, inf as "inf")
@@ -137,8 +137,8 @@ def json_safe(value: Any) -> Any:
 
 def render_files(result: "BacktestResult", graph_path: str | Path = GRAPH, *,
                  format: str = SERIES_FORMATS[0]) -> dict[str, str | bytes]:
-    """Every result file's text (a Parquet or series CSV file's bytes), keyed by file name, as :data:`RESULT_FILES`
-    says; the per-candle series in ``format`` (one of :data:`SERIES_FORMATS`).
+    """Every result file's text (a CSV or Parquet file's bytes), keyed by file name, as :data:`RESULT_FILES` says;
+    the per-candle series in ``format`` (one of :data:`SERIES_FORMATS`).
 
     ``graph_path`` names the graph in a warning.
     """
