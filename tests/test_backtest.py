@@ -111,7 +111,7 @@ def test_cli_run_writes_results(repo, tmp_path, capsys, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     trades = pd.read_csv(out / "trades.csv")
     assert metrics["n_trades"] == len(trades) > 0
-    equity = pd.read_csv(out / "equity.csv")
+    equity = pd.read_parquet(out / "equity.parquet")
     assert equity["equity"].iloc[-1] == pytest.approx(metrics["final_equity"])
     assert not list(out.glob(".*.tmp"))
     assert (tmp_path / ".candleflow" / "cache").is_dir()  # the default on-disk cache

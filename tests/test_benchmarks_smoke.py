@@ -28,6 +28,7 @@ COMMANDS = {
     "cache": ["cache.py", "--candles", "1500", "--repeat", "1", "--strategies", "sma"],
     "conditions": ["conditions.py", "--candles", "3000", "--repeat", "1"],
     "orders": ["orders.py", "--candles", "3000", "--repeat", "1"],
+    "output": ["output.py", "--candles", "3000", "--repeat", "1"],
 }
 
 
@@ -102,3 +103,11 @@ def test_orders_compares_limit_entries_and_trailing_stops_with_market_orders(out
     assert re.search(r"^\s+plain\s.*exits \{'signal': \d+", out, re.M), out
     assert re.search(r"^\s+orders\s.*'trailing_stop': \d+", out, re.M), out
     assert re.search(r"^orders / plain = \d+\.\d+x$", out, re.M), out
+
+
+def test_output_times_writing_against_computing_and_loading(outputs):
+    out = outputs("output")
+    assert re.search(r"^\s+compute\s", out, re.M), out
+    assert re.search(r"^\s+write parquet\s.*write / compute = \d+\.\d+x$", out, re.M), out
+    assert re.search(r"^\s+write csv\s.*write / compute = \d+\.\d+x$", out, re.M), out
+    assert re.search(r"^\s+load csv\s.*3,000 rows$", out, re.M), out

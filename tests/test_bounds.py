@@ -411,6 +411,8 @@ def damaged(results: Path, tmp_path: Path, name: str, text: str) -> Path:
     folder = tmp_path / "damaged"
     shutil.copytree(results, folder)
     (folder / name).write_text(text)
+    if name.endswith(".csv"):
+        (folder / name.replace(".csv", ".parquet")).unlink(missing_ok=True)  # as if written with --format csv
     (folder / "graph.svg").unlink(missing_ok=True)  # so nodes.json is read and used too
     return folder
 

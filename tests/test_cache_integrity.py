@@ -67,7 +67,7 @@ rules:
 risk: {stop_loss: 0.01, take_profit: 0.02}
 """
 
-COMPARED = ("metrics.json", "trades.csv", "equity.csv", "signals.csv", "indicators.csv")  # not the node timings
+COMPARED = ("metrics.json", "trades.csv", "equity.parquet", "signals.csv", "indicators.parquet")  # not the node timings
 ENTRIES = ("fast", "bands", "tagged", "evaluator")
 
 

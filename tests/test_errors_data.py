@@ -117,7 +117,7 @@ def test_the_good_file_runs(capsys, workspace):
     # five candles are too few for a golden cross: the run says so (tests/test_no_silent_noops.py), and goes on
     assert (code, err) == (0, "warning: s.yaml: rules.entry.golden_cross: 'golden_cross' never fired on the 5 candles "
                               "(fired: death_cross), so this never triggered\n")
-    assert (workspace / "out" / "candles.csv").is_file()
+    assert (workspace / "out" / "candles.parquet").is_file()
 
 
 @pytest.mark.parametrize("name, content, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -162,3 +162,30 @@ def test_parquet_files_are_validated_like_csv(capsys, workspace: Path):
     code, out, err = run_cli(capsys, "--data", "dup.parquet")
     assert (code, err) == (2, "error: dup.parquet: row 4: duplicate timestamp 2024-01-01T01:00:00+00:00 "
                               "(same as row 3)\n")
+
+
+def zoned_csv(zones: list[str]) -> str:
+    """One candle per hour of 2024, row i's time written with ``zones[i]`` as its zone suffix (the same instant
+    in every zone is not the point here: only the suffix is checked)."""
+    times = pd.date_range("2024-01-01", periods=len(zones), freq="h").strftime("%Y-%m-%dT%H:%M:%S")
+    rows = [f"{time}{zone},1.1,1.2,1.0,1.1,5" for time, zone in zip(times, zones)]
+    return "time,open,high,low,close,volume\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("zones, where, message", [
+    (["Z"] * 4000 + ["+02:00"] + ["Z"] * 10, "row 4002", "+00:00 in row 2, +02:00 here"),
+    (["+0100"] * 3 + ["+01:00"] * 3000 + [""], "row 3005", "+01:00 in row 2, no zone here"),
+    ([""] * 2500 + ["Z"], "row 2502", "no zone in row 2, +00:00 here"),
+])
+def test_the_vectorized_zone_check_still_names_the_first_row_in_another_zone(tmp_path, zones, where, message):
+    (tmp_path / "z.csv").write_text(zoned_csv(zones))
+    with pytest.raises(DataError) as info:
+        load_candles(tmp_path / "z.csv")
+    assert str(info.value) == (f"{tmp_path / 'z.csv'}: {where}: mixed time zones ({message}); use one zone, "
+                               "preferably UTC")
+
+
+@pytest.mark.parametrize("zones", [["Z", "+00:00", "+0000"] * 100, ["+0530", "+05:30"] * 100, [""] * 300])
+def test_one_zone_however_spelled_loads(tmp_path, zones):
+    (tmp_path / "z.csv").write_text(zoned_csv(zones))
+    assert len(load_candles(tmp_path / "z.csv")) == len(zones)

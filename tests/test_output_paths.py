@@ -104,14 +104,14 @@ def enospc(*args, **kwargs):
 def test_the_disk_filling_up_while_writing_results_keeps_the_old_set(workspace, capsys, monkeypatch):
     assert main(RUN + ["--out", "out"]) == 0
     old = {p.name: p.read_bytes() for p in (workspace / "out").iterdir()}
-    real = Path.write_text
+    real = Path.write_bytes
 
     def full_at_candles(path, *args, **kwargs):
-        if path.name == "candles.csv":
+        if path.name == "candles.parquet":
             enospc()
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "write_text", full_at_candles)
+    monkeypatch.setattr(Path, "write_bytes", full_at_candles)
     assert main(RUN + ["--out", "out"]) == 2
     assert capsys.readouterr().err == "error: out: cannot write the results (No space left on device)\n"
     assert {p.name: p.read_bytes() for p in (workspace / "out").iterdir()} == old

@@ -16,6 +16,7 @@ from candleflow.dag.compiler import compile_strategy
 from candleflow.data import generate_candles, write_candles
 from candleflow.errors import CompileError
 from candleflow.nodes.compute import run_node
+from candleflow.results import read_results
 from candleflow.vocab import CANDLES, EVALUATOR
 
 HOUR = 3600
@@ -115,7 +116,7 @@ def test_cli_runs_with_a_reference_and_reports_a_bad_one_in_one_line(tmp_path, r
             "rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}\n")
     (tmp_path / "s.yaml").write_text(text)
     assert main(["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-cache"]) == 0
-    indicators = pd.read_csv(tmp_path / "out" / "indicators.csv", index_col="time", parse_dates=True)
+    indicators = read_results(tmp_path / "out")["indicators"]
     # an hourly reference candle opening at t closes at t + 1h: the EURUSD candle opening at t sees it;
     # EURUSD starts 2023-01-02 00:00, so the first 24-candle mean is at 23:00, of the references 00:00..23:00
     assert indicators["spx_sma"].first_valid_index() == pd.Timestamp("2023-01-02T23:00", tz="UTC")

@@ -27,25 +27,39 @@ def folder(result, tmp_path_factory):
     return result.write(tmp_path_factory.mktemp("run") / "out")
 
 
+@pytest.fixture(scope="module")
+def csv_folder(result, tmp_path_factory):
+    return result.write(tmp_path_factory.mktemp("run") / "out", format="csv")
+
+
+@pytest.fixture(params=["parquet", "csv"])
+def any_folder(request, folder, csv_folder):
+    return folder if request.param == "parquet" else csv_folder
+
+
 def copy(folder, tmp_path):
     return shutil.copytree(folder, tmp_path / "out")
 
 
-def test_the_writer_writes_the_schema(folder):
+def test_the_writer_writes_the_schema(folder, csv_folder):
     names = {path.name for path in folder.iterdir()}
     assert set(FILES) <= names <= {file.name for file in RESULT_FILES}
-    for file in RESULT_FILES:
+    assert {"equity.parquet", "indicators.parquet", "candles.parquet"} <= names
+    csv_names = {path.name for path in csv_folder.iterdir()}
+    assert {"equity.csv", "indicators.csv", "candles.csv"} <= csv_names and not any(n.endswith(".parquet")
+                                                                                   for n in csv_names)
+    for file in (f.as_format("csv") for f in RESULT_FILES):
         if file.format == "csv":
-            header = (folder / file.name).read_text(encoding="utf-8").splitlines()[0].split(",")
+            header = (csv_folder / file.name).read_text(encoding="utf-8").splitlines()[0].split(",")
             assert header[:1 if file.index else 0] == ([file.index] if file.index else [])
             if file.columns is not None:
                 assert header[1 if file.index else 0:] == list(file.columns), file.name
 
 
-def test_the_reader_gives_back_what_the_run_had(result, folder):
-    files = read_results(folder)
+def test_the_reader_gives_back_what_the_run_had(result, any_folder):
+    files = read_results(any_folder)
     assert set(files) == set(SCHEMA)
-    same = {"check_dtype": False, "check_freq": False, "rtol": 1e-9}  # CSV keeps 10 significant digits
+    same = {"check_dtype": False, "check_freq": False, "check_exact": True}  # every float written exactly
     pd.testing.assert_frame_equal(files["trades"], result.trades, **same)
     pd.testing.assert_frame_equal(files["candles"], result.candles, **same)
     pd.testing.assert_series_equal(files["equity"]["equity"], result.equity.rename("equity"), **same)
@@ -56,7 +70,7 @@ def test_the_reader_gives_back_what_the_run_had(result, folder):
     events = sum(len(frame) for frame in result.signals().values())
     assert len(files["signals"]) == events > 0
     assert files["signals"]["time"].tolist() == result.candles.index[files["signals"]["bar"]].tolist()
-    assert files["metrics"]["metrics"] == pytest.approx(dict(result.metrics), rel=1e-12, nan_ok=True)
+    assert files["metrics"]["metrics"] == pytest.approx(dict(result.metrics), rel=0, abs=0, nan_ok=True)
     assert files["strategy"] == result.source_text
     assert [row["name"] for row in files["nodes"]] == list(result.stats)
 
@@ -73,7 +87,10 @@ def test_non_finite_metrics_come_back_as_floats(folder, tmp_path):
 def drop_column(name: str, column: str):
     def edit(out):
         path = out / name
-        pd.read_csv(path).drop(columns=[column]).to_csv(path, index=False)
+        if name.endswith(".parquet"):
+            pd.read_parquet(path).drop(columns=[column]).to_parquet(path, index=False)
+        else:
+            pd.read_csv(path).drop(columns=[column]).to_csv(path, index=False)
     return edit
 
 
@@ -91,10 +108,18 @@ BROKEN = [
      "out: not a candleflow results folder: missing trades.csv"),
     ("trades-without-pnl", drop_column("trades.csv", "pnl"),
      "out/trades.csv: missing column(s): pnl"),
-    ("equity-without-time", drop_column("equity.csv", "time"),
-     "out/equity.csv: missing column(s): time"),
+    ("equity-without-time", drop_column("equity.parquet", "time"),
+     "out/equity.parquet: missing column(s): time"),
+    ("equity-not-parquet", lambda out: (out / "equity.parquet").write_text("not parquet"),
+     "out/equity.parquet: cannot read Parquet: "),
+    ("equity-as-text", lambda out: pd.read_parquet(out / "equity.parquet").astype({"equity": str}).to_parquet(
+        out / "equity.parquet"), "out/equity.parquet: column 'equity' is stored as str, not as numbers"),
+    ("no-candles", lambda out: (out / "candles.parquet").unlink(),
+     "out: not a candleflow results folder: missing candles.parquet or candles.csv"),
     ("bad-time", replace_text("candles.csv", "2023-01-02T00:00:00Z", "yesterday"),
      "out/candles.csv: row 2: 'time' value 'yesterday' is not a time"),
+    ("csv-equity-not-a-number", replace_text("equity.csv", "T00:00:00Z,", "T00:00:00Z,rich"),
+     "out/equity.csv: row 2: column 'equity' has a non-numeric value 'rich"),
     ("metrics-not-json", replace_text("metrics.json", "{", "[", ), "out/metrics.json: not valid JSON: "),
     ("metric-not-a-number", replace_text("metrics.json", '"n_trades": ', '"n_trades": "many", "x": '),
      "out/metrics.json: metrics.n_trades: Input should be a valid number"),
@@ -102,8 +127,8 @@ BROKEN = [
 
 
 @pytest.mark.parametrize("edit, expected", [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
-def test_a_folder_not_like_the_schema_is_one_data_error(folder, tmp_path, monkeypatch, edit, expected):
-    out = copy(folder, tmp_path)
+def test_a_folder_not_like_the_schema_is_one_data_error(folder, csv_folder, tmp_path, monkeypatch, edit, expected):
+    out = copy(csv_folder if ".csv: " in expected and "trades" not in expected else folder, tmp_path)
     edit(out)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as caught:

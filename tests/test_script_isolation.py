@@ -225,10 +225,10 @@ def test_forking_scripts_leave_candleflows_output_and_results_alone(workspace, r
     unread = [f"warning: {path.name}: indicators[{i}]: indicator '{name}' is read by nothing (no signal, condition "
               f"or indicator names it); remove it or use it\n" for i, name in ((2, "forker"), (3, "starter"))]
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "".join(unread)), done.stderr  # no "FORKED COPY"
-    for name in ("trades.csv", "equity.csv", "signals.csv"):
-        assert (workspace / isolation / name).read_text() == (reference_run / name).read_text(), name
-    indicators = pd.read_csv(workspace / isolation / "indicators.csv", index_col=0)
-    reference = pd.read_csv(reference_run / "indicators.csv", index_col=0)
+    for name in ("trades.csv", "equity.parquet", "signals.csv"):
+        assert (workspace / isolation / name).read_bytes() == (reference_run / name).read_bytes(), name
+    indicators = pd.read_parquet(workspace / isolation / "indicators.parquet").set_index("time")
+    reference = pd.read_parquet(reference_run / "indicators.parquet").set_index("time")
     pd.testing.assert_frame_equal(indicators[["fast", "slow"]], reference)
     started = [int(pid) for pid in pids.read_text().split()]
     assert len(started) == 3 * N_WORKSPACE and not [pid for pid in started if alive(pid)]

@@ -22,6 +22,7 @@ from candleflow.dag.compiler import compile_strategy
 from candleflow.data import generate_candles, resample
 from candleflow.errors import CompileError, ComponentError
 from candleflow.nodes.compute import base_aligned, run_node
+from candleflow.results import read_results
 from candleflow.vocab import CANDLES, EVALUATOR
 
 HOUR = 3600
@@ -238,7 +239,7 @@ def test_a_daily_filter_on_hourly_candles_runs_through_the_cli(tmp_path, repo):
     out = tmp_path / "out"
     assert main(["run", str(tmp_path / "s.yaml"), "--out", str(out), "--no-cache", "--graph",
                  str(tmp_path / "g.dot")]) == 0
-    indicators = pd.read_csv(out / "indicators.csv", index_col="time", parse_dates=True)
+    indicators = read_results(out)["indicators"]
     candles = pd.read_csv(data, index_col="time", parse_dates=True)
     days = _pandas_higher(candles, 86400, 22 * HOUR, HOUR)
     expected = days["close"].rolling(5).mean()

@@ -73,9 +73,10 @@ class BacktestResult:
         parts = silent_parts(self.compiled, self.signals(), len(self.candles))
         return [f"{self.compiled.file}: {path}: {message}" for path, message in parts]
 
-    def write(self, out_dir: str | Path, *, extras: Mapping[str, Any] | None = None) -> Path:
-        """Write the result files as folder ``out_dir``, switched in atomically; see :mod:`candleflow.results`."""
-        return write_results(self, out_dir, extras=extras)
+    def write(self, out_dir: str | Path, *, extras: Mapping[str, Any] | None = None, format: str = "parquet") -> Path:
+        """Write the result files as folder ``out_dir``, switched in atomically, the per-candle series as ``format``
+        (parquet or csv); see :mod:`candleflow.results`."""
+        return write_results(self, out_dir, extras=extras, format=format)
 
 
 def prepare(strategy_file: str | Path, *, variables: Mapping[str, Any] | None = None,

@@ -161,6 +161,8 @@ def run(
     strategy: Path = typer.Argument(..., help="Strategy YAML file."),
     data: Optional[Path] = typer.Option(None, "--data", help="Candle file (CSV/Parquet) instead of the strategy's."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write result files into this folder."),
+    format_: Optional[str] = typer.Option(None, "--format", help="With --out: the per-candle series (equity, "
+                                                                 "indicators, candles) as parquet (default) or csv."),
     set_: SetOption = None,
     workspace: WorkspaceOption = None,
     components: ComponentsOption = None,
@@ -196,9 +198,12 @@ def run(
     if workers is not None and (workers < 1 or scheduler not in ("threads", "processes")):
         raise ConfigError(f"--workers must be at least 1, got {workers}" if workers < 1 else
                           f"--workers sizes a threads or processes scheduler, not '{scheduler}'")
+    if format_ is not None and out is None:
+        raise ConfigError("--format sets the format of the result files; give --out DIR too")
     if out is not None:
-        from candleflow.results import check_results_folder  # lazy: see the module docstring
+        from candleflow.results import check_format, check_results_folder  # lazy: see the module docstring
 
+        check_format(format_ or "parquet")
         check_results_folder(out)
     if graph_file is not None:
         from candleflow.visualize.graph import check_graph_output  # lazy: see the module docstring
@@ -228,7 +233,8 @@ def run(
     if out is not None:  # a --graph or --report inside --out is part of the results' atomic set
         inside = {path: name for path in writers if (name := _inside(path, out)) is not None}
         with writing(out, "the results"):
-            result.write(out, extras={name: writers.pop(path) for path, name in inside.items()})
+            result.write(out, extras={name: writers.pop(path) for path, name in inside.items()},
+                         format=format_ or "parquet")
     for path, write in writers.items():
         with writing(path, "the graph" if path == graph_file else "the report"):
             write(path)

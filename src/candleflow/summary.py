@@ -36,3 +36,5 @@ def print_summary(result, *, out: Path | None = None) -> None:
     console.print(f"{len(result.stats)} nodes, {source}{hits} from cache, {seconds:.3f} s of node time")
     if out is not None:
         console.print(f"results written to {out}/")
+    else:
+        console.print("no result files written (use --out DIR)")

@@ -25,6 +25,8 @@ from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.errors import OutOfBoundsDatetime
 
 from candleflow._atomic import atomic_path
@@ -246,13 +248,7 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
             row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
             raise DataError(f"timestamp {text.iloc[row]!r} is not an ISO-8601 time (e.g. 2023-01-02T00:00:00Z)",
                             file=file, path=_row(row))
-        zones = text.str.extract(r"(Z|[+-]\d\d:?\d\d)$")[0].fillna("no zone")
-        zones = zones.str.replace(r"^([+-]\d\d)(\d\d)$", r"\1:\2", regex=True).replace({"Z": "+00:00"})
-        if zones.nunique() > 1:
-            first = zones.iloc[0]
-            row = int(np.flatnonzero((zones != first).to_numpy())[0])
-            raise DataError(f"mixed time zones ({first} in row 2, {zones.iloc[row]} here); use one zone, "
-                            f"preferably UTC", file=file, path=_row(row))
+        _check_one_zone(text, file=file)
         times = pd.DatetimeIndex(parsed)
     outside = (times < _EARLIEST) | (times > _LATEST)
     if outside.any():
@@ -270,6 +266,25 @@ def _parse_times(column: pd.Series, *, file: str) -> pd.DatetimeIndex:
         raise DataError(f"timestamps not sorted: {times[row].isoformat()} comes after {times[row - 1].isoformat()}",
                         file=file, path=_row(row))
     return pd.DatetimeIndex(times, name="time")
+
+
+def _check_one_zone(text: pd.Series, *, file: str) -> None:
+    """A DataError naming the first row whose time zone (``Z``, ``+01:00``, ``+0100`` or none) differs from row 2's.
+
+    Vectorized in Arrow (RE2 over the whole column); the offending row is looked for only once the check failed.
+    """
+    strings = pa.array(text.array, type=pa.string())
+    if pc.all(pc.ends_with(strings, "Z")).as_py():  # the usual file: every time in UTC
+        return
+    zones = pc.struct_field(pc.extract_regex(strings, r"(?P<zone>Z|[+-]\d\d:?\d\d)$"), [0])
+    zones = pc.replace_substring_regex(pc.fill_null(zones, "no zone"), r"^([+-]\d\d)(\d\d)$", r"\1:\2")
+    zones = pc.if_else(pc.equal(zones, "Z"), "+00:00", zones)
+    if pc.count_distinct(zones).as_py() <= 1:
+        return
+    first = zones[0].as_py()
+    row = int(np.flatnonzero(pc.not_equal(zones, first).to_numpy(zero_copy_only=False))[0])
+    raise DataError(f"mixed time zones ({first} in row 2, {zones[row].as_py()} here); use one zone, preferably UTC",
+                    file=file, path=_row(row))
 
 
 _EARLIEST, _LATEST = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")  # nanoseconds' range
@@ -331,4 +346,4 @@ def write_candles(candles: pd.DataFrame, path: str | Path) -> None:
             out.to_parquet(tmp, index=False)
         else:
             out["time"] = out["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-            out.to_csv(tmp, index=False, float_format="%.10g")
+            out.to_csv(tmp, index=False)  # floats as repr: exact
