@@ -129,7 +129,8 @@ def _order_arrays(orders: Orders, levels: dict[str, np.ndarray], n: int):
     from candleflow.portfolio import kernel  # numba: imported only by a simulation
 
     kinds = np.zeros(2, np.int64)
-    prices = np.full((2, 2, n), np.nan)
+    working = any(orders.for_side(side).type != "market" for side in (1, -1))
+    prices = np.full((2, 2, n if working else 1), np.nan)  # read only for working orders
     valid_for = np.zeros(2, np.int64)
     for s, side in enumerate((1, -1)):
         spec = orders.for_side(side)
