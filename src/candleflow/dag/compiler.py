@@ -164,6 +164,7 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
     _check_rules(strategy, compiled.plans, kinds, errors)
     _add_conditions(compiled, kinds, errors)
     _add_order_levels(compiled, kinds, errors)
+    _check_orders(strategy, file, errors)
     if not errors:
         _check_cycle(graph, errors)
     if errors:
@@ -208,14 +209,17 @@ def _add_order_levels(compiled: CompiledStrategy, kinds: dict[str, str], errors:
             if binding not in edge["bindings"]:
                 graph.add_edge(binding.source, EVALUATOR, bindings=edge["bindings"] + [binding])
     graph.nodes[EVALUATOR]["levels"] = tuple(levels)
-    strategy = compiled.strategy
+
+
+def _check_orders(strategy: Strategy, file: str, errors: list) -> None:
+    """Order settings that cannot work (an error) or do nothing (a warning), seen from the whole strategy."""
     if strategy.sizing.method == "risk" and strategy.risk.stop_loss is None and strategy.risk.trailing_stop is None:
         errors.append(("sizing.method", "'risk' sizes each trade by its distance to the stop: give risk.stop_loss "
                                         "or risk.trailing_stop"))
     entries = _entry_actions(strategy)
     for key, action in (("buy", "buy"), ("sell", "sell")):
         if getattr(strategy.orders, key) is not None and action not in entries:
-            warn(f"{compiled.file}: orders.{key}: no entry rule does '{action}', so this order is never placed")
+            warn(f"{file}: orders.{key}: no entry rule does '{action}', so this order is never placed")
 
 
 def _entry_actions(strategy: Strategy) -> set[str]:
