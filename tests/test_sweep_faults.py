@@ -37,7 +37,8 @@ from candleflow.components.signals import crosses_above, crosses_below
 
 @signal("slow_cross", signal_types=("golden_cross", "death_cross"))
 def slow_cross(fast, slow, *, delay: float = 0.0):
-    time.sleep(delay)  # one per combination: metrics tasks finish one by one, not in bursts
+    time.sleep(delay)  # one per combination: metrics tasks finish one by one, not in bursts, slowly enough
+    # for a 20 ms poll of a loaded 2-core machine to see the last three
     return {"golden_cross": crosses_above(fast, slow), "death_cross": crosses_below(fast, slow)}
 '''
 
@@ -50,7 +51,7 @@ indicators:
   - {name: fast, component: sma, params: {period: {{ fast }}}}
   - {name: slow, component: sma, params: {period: {{ slow }}}}
 signals:
-  - {name: cross, component: slow_cross, inputs: [fast, slow], params: {delay: 0.1}}
+  - {name: cross, component: slow_cross, inputs: [fast, slow], params: {delay: 0.25}}
 rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
 risk: {stop_loss: 0.004, take_profit: 0.008}
 """
