@@ -75,3 +75,15 @@ def assert_frames_equal(ours: pd.DataFrame, theirs: pd.DataFrame, *, exact: list
     for column in close:
         np.testing.assert_allclose(ours[column].to_numpy(dtype=float), theirs[column].to_numpy(dtype=float),
                                    rtol=rtol, atol=0, err_msg=f"column {column!r}")
+
+
+def peer_trades(stats) -> pd.DataFrame:
+    """backtesting.py's closed trades in candleflow's column names (``size`` signed)."""
+    t = stats._trades
+    return pd.DataFrame({
+        "entry_time": utc(t["EntryTime"]), "exit_time": utc(t["ExitTime"]),
+        "entry_bar": t["EntryBar"].to_numpy(), "exit_bar": t["ExitBar"].to_numpy(),
+        "entry_price": t["EntryPrice"].to_numpy(), "exit_price": t["ExitPrice"].to_numpy(),
+        "signed_size": t["Size"].to_numpy(dtype=float), "pnl": t["PnL"].to_numpy(),
+        "commission": t["Commission"].to_numpy(),
+    })

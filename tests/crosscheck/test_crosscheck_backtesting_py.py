@@ -32,7 +32,7 @@ import pytest
 from backtesting import Backtest, Strategy
 from backtesting.test import SMA
 
-from crosscheck_support import assert_frames_equal, closed_trades, open_trade, run_candleflow, utc
+from crosscheck_support import assert_frames_equal, closed_trades, open_trade, peer_trades, run_candleflow, utc
 
 pytestmark = pytest.mark.crosscheck
 
@@ -82,18 +82,6 @@ def run_peer(data: pd.DataFrame, strategy: type[Strategy], *, trade_on_close: bo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "some trades remain open": that is the convention being matched
         return backtest.run()
-
-
-def peer_trades(stats) -> pd.DataFrame:
-    """backtesting.py's closed trades in candleflow's column names (``size`` signed)."""
-    t = stats._trades
-    return pd.DataFrame({
-        "entry_time": utc(t["EntryTime"]), "exit_time": utc(t["ExitTime"]),
-        "entry_bar": t["EntryBar"].to_numpy(), "exit_bar": t["ExitBar"].to_numpy(),
-        "entry_price": t["EntryPrice"].to_numpy(), "exit_price": t["ExitPrice"].to_numpy(),
-        "signed_size": t["Size"].to_numpy(dtype=float), "pnl": t["PnL"].to_numpy(),
-        "commission": t["Commission"].to_numpy(),
-    })
 
 
 def ours(trades: pd.DataFrame) -> pd.DataFrame:

@@ -45,7 +45,7 @@ import vectorbt as vbt
 from backtesting import Backtest, Strategy
 from backtesting.lib import TrailingStrategy
 from backtesting.test import SMA
-from crosscheck_support import assert_frames_equal, closed_trades, run_candleflow, utc
+from crosscheck_support import assert_frames_equal, closed_trades, peer_trades, run_candleflow, utc
 
 pytestmark = [
     pytest.mark.crosscheck,
@@ -142,17 +142,6 @@ def run_peer(data: pd.DataFrame, strategy: type[Strategy], *, trade_on_close: bo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # open trades at the end; SL/TP set on a fill candle
         return backtest.run()
-
-
-def peer_trades(stats) -> pd.DataFrame:
-    t = stats._trades
-    return pd.DataFrame({
-        "entry_time": utc(t["EntryTime"]), "exit_time": utc(t["ExitTime"]),
-        "entry_bar": t["EntryBar"].to_numpy(), "exit_bar": t["ExitBar"].to_numpy(),
-        "entry_price": t["EntryPrice"].to_numpy(), "exit_price": t["ExitPrice"].to_numpy(),
-        "signed_size": t["Size"].to_numpy(dtype=float), "pnl": t["PnL"].to_numpy(),
-        "commission": t["Commission"].to_numpy(),
-    })
 
 
 def assert_same_trades(result, stats, *, at_least: int = 15) -> pd.DataFrame:
