@@ -60,10 +60,7 @@ def main() -> None:
         slowest = max(result.stats.values(), key=lambda s: s.seconds)
         print(f"  {name:<11} {C.fmt_s(best[name])}  {len(kinds)} nodes ({kinds.count('condition')} conditions), "
               f"{int(result.metrics['n_trades'])} trades; slowest node {slowest.name} {C.fmt_s(slowest.seconds)}")
-    ratio = best["conditions"] / best["plain"]
-    print(f"conditions / plain = {ratio:.2f}x")
-    print(f"target {'MET' if ratio <= 2 else 'MISSED'}   five conditions + a daily filter within 2x of plain: "
-          f"{ratio:.2f}x")
+    C.print_ratio(best, "conditions", limit=2, target="five conditions + a daily filter within 2x of plain")
 
 
 if __name__ == "__main__":

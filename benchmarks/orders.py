@@ -55,10 +55,7 @@ def main() -> None:
         evaluator = result.stats["evaluator"].seconds
         print(f"  {name:<7} {C.fmt_s(best[name])}  evaluator {C.fmt_s(evaluator)}, "
               f"{len(result.trades)} trades, exits {reasons}")
-    ratio = best["orders"] / best["plain"]
-    print(f"orders / plain = {ratio:.2f}x")
-    print(f"target {'MET' if ratio <= 1.5 else 'MISSED'}   limit entries + trailing stop within 1.5x of market "
-          f"orders: {ratio:.2f}x")
+    C.print_ratio(best, "orders", limit=1.5, target="limit entries + trailing stop within 1.5x of market orders")
 
 
 if __name__ == "__main__":
