@@ -11,10 +11,6 @@ from candleflow.config.models import Strategy
 from candleflow.portfolio.rules import actions_from_signals
 from candleflow.portfolio.simulate import simulate
 
-# Bump when simulation semantics change, so cached evaluator outputs are not reused.
-EVALUATOR_VERSION = 2
-
-
 class EvaluatorInputs(NamedTuple):
     """What the evaluator reads: each signal node's events, the condition deciding each condition-form
     action (``{"buy": series}``), and the series order prices and exits name (``{"bb.lower": array}``)."""
