@@ -11,7 +11,6 @@ import pytest
 from candleflow.backtest import run_backtest
 from candleflow.portfolio.catalog import METRICS, format_metric
 from candleflow.visualize import write_report
-from candleflow.visualize.charts import MAX_POINTS, decimate, price_figure, split_indicators
 from candleflow.dag.draw import DOT_MISSING
 
 
@@ -37,15 +36,17 @@ def check_report(text: str, result) -> None:
     assert len(rows) == n > 0
     first = result.trades.iloc[0]
     assert not missing(rows[0], first["entry_time"].strftime("%Y-%m-%d %H:%M"), first["side"])
-    assert len(re.findall(r'<div id="[^"]+" class="plotly-graph-div"', text)) == 2
-    assert text.count("Plotly.newPlot(") == 2
-    assert text.count("candleflowCountMarkers(") == 2  # defined once, called once by the price chart
+    assert len(re.findall(r'<div id="[^"]+" class="plotly-graph-div"', text)) == 1  # one chart, one time axis
+    assert text.count("Plotly.newPlot(") == 1
+    assert text.count("candleflowAfterPlot(") == 2  # defined once, called once by the chart
+    assert text.count("plotly.js (finance - minified)") == 1  # plotly.js embedded once
     assert not re.search(r"<(script|link|img)[^>]*\b(src|href)=", text)  # nothing to fetch: works offline
     assert not missing(
         text, f'data-trades="{n}" data-expected-markers="{2 * n}"',
         "<svg", f"{n} trades",  # the annotated graph
         "golden_cross: buy", "name: ma_crossover",  # the strategy YAML
         "Total return", "Sharpe", "Max drawdown", "Win rate", "Profit factor", "Final equity",
+        "<th class=\"num\">Duration</th>", "<th class=\"num\">Costs</th>",
         "EURUSD", "2023-01-02 00:00 → 2023-12-31 23:00 UTC")
 
 
@@ -54,7 +55,7 @@ def test_report_from_a_result(result, tmp_path):
     assert out == tmp_path / "report.html"
     text = out.read_text(encoding="utf-8")
     check_report(text, result)
-    assert len(text) < 8_000_000
+    assert len(text.encode()) <= 3_000_000  # one year of hourly candles
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # written atomically, nothing left over
 
 
@@ -118,44 +119,31 @@ def test_undefined_metrics_of_a_results_folder_read_as_n_a_and_inf(results_folde
     assert rows["Profit factor"] == ("up", "inf") and rows["Sortino"] == ("down", "-inf")
 
 
-def test_indicators_on_the_price_scale_overlay_it_others_get_panels():
-    index = pd.date_range("2024-01-01", periods=300, freq="h", tz="UTC")
-    close = pd.Series(1.1 + 0.01 * np.sin(np.arange(300) / 20), index=index)
-    indicators = pd.DataFrame({
-        "sma": close.rolling(10).mean(), "bb.upper": close + 0.004, "bb.lower": close - 0.004,
-        "rsi": 50 + 20 * np.sin(np.arange(300) / 7), "macd.macd": close.diff(12), "macd.signal": close.diff(20),
-        "empty": np.nan}, index=index)
-    overlays, panels = split_indicators(close, indicators)
-    assert overlays == ["sma", "bb.upper", "bb.lower"]
-    assert panels == {"rsi": ["rsi"], "macd": ["macd.macd", "macd.signal"]}
+def test_a_year_of_hourly_candles_with_five_indicators_stays_under_3_mb(repo, tmp_path):
+    rich = run_backtest(repo / "strategies" / "ma_crossover_filtered.yaml", cache=None, scheduler="sync")
+    assert len(rich.candles) > 6000 and rich.indicators()  # a year of hourly candles (weekdays), 5 indicators
+    assert write_report(rich, tmp_path / "report.html").stat().st_size <= 3_000_000
 
 
-def test_long_series_are_thinned_keeping_their_extremes():
-    rng = np.random.default_rng(3)
-    series = pd.Series(rng.normal(size=200_000).cumsum())
-    thinned = decimate(series)
-    assert len(thinned) <= MAX_POINTS
-    assert thinned.max() == series.max() and thinned.min() == series.min()
-    assert thinned.index.is_monotonic_increasing
-    assert decimate(series.head(100)).equals(series.head(100))
+def table_cells(text: str) -> list[list[str]]:
+    rows = re.findall(r'<tr class="trade">(.*?)</tr>', text, re.S)
+    return [[re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in rows]
 
 
-def test_long_price_chart_is_a_thinned_close_line_with_every_trade_marker():
-    index = pd.date_range("2020-01-01", periods=100_000, freq="min", tz="UTC")
-    close = pd.Series(100 + np.random.default_rng(1).normal(size=len(index)).cumsum() * 0.01, index=index)
-    candles = pd.DataFrame({"open": close, "high": close + 0.01, "low": close - 0.01, "close": close})
-    trades = pd.DataFrame({"side": ["long", "short"], "entry_time": index[[10, 500]], "entry_price": [100.0, 101.0],
-                           "exit_time": index[[400, 900]], "exit_price": [100.5, 100.2], "pnl": [5.0, 8.0],
-                           "exit_reason": ["signal", "stop_loss"]})
-    figure = price_figure(candles, pd.DataFrame({"sma": close.rolling(50).mean()}), trades)
-    lines = [t for t in figure.data if t.mode == "lines"]
-    assert [t.name for t in lines] == ["Close", "sma"] and all(len(t.x) <= MAX_POINTS for t in lines)
-    markers = {t.uid: len(t.x) for t in figure.data if t.mode == "markers"}
-    assert markers == {"trade-long-entry": 1, "trade-short-entry": 1, "trade-long-exit": 1, "trade-short-exit": 1}
-
-
-def test_short_price_chart_is_candlesticks(candles_500):
-    figure = price_figure(candles_500, pd.DataFrame(index=candles_500.index), pd.DataFrame(
-        {"side": pd.Series([], dtype=str), "pnl": pd.Series([], dtype=float)}))
-    assert [t.type for t in figure.data] == ["candlestick"]
-    assert len(figure.data[0].x) == len(candles_500)
+def test_trade_table_has_consistent_precision_duration_and_costs(result, tmp_path):
+    cells = table_cells(write_report(result, tmp_path / "report.html").read_text(encoding="utf-8"))
+    trades = result.trades
+    assert len(cells) == len(trades)
+    for row, (_, trade) in zip(cells, trades.iterrows()):
+        number, side, entry_time, entry, exit_time, exit_, size, held, pnl, ret, costs, reason = row
+        assert re.fullmatch(r"\d\.\d{5}", entry) and re.fullmatch(r"\d\.\d{5}", exit_)  # EURUSD: 5 decimals
+        assert float(entry) == pytest.approx(trade.entry_price, abs=5e-6)
+        parts = (trade.exit_time - trade.entry_time).components
+        units = [(parts.days, "d"), (parts.hours, "h"), (parts.minutes, "m")]
+        first = next(i for i, (value, _) in enumerate(units) if value)
+        assert held == " ".join(f"{v}{u}" for v, u in units[first:first + 2] if v)
+        paid = trade.commission + float(trade.get("spread_slippage", 0.0))
+        assert float(costs.replace(",", "")) == pytest.approx(round(paid, 2), abs=0.006)
+        assert pnl == f"{trade.pnl:+,.2f}" and ret == f"{trade.return_pct:+.2%}"
+        assert reason in ("signal", "stop loss", "take profit", "closed at end", "open at end", "reversal")

@@ -1,13 +1,18 @@
-"""The HTML report really renders: headless Chromium draws the plotly charts and every trade marker.
+"""The HTML report really renders: headless Chromium draws the chart, every trade marker, every panel.
 
 The report's ``#report`` element says how many trade markers it expects
-(``data-expected-markers``, two per trade); after plotly has drawn the price chart
-its script counts the marker points in plotly's DOM into ``data-rendered-markers``.
-A screenshot is saved to ``test-artifacts/report.png`` for a human to look at.
+(``data-expected-markers``, two per trade); after plotly has drawn the chart its
+script writes what is in plotly's DOM: the marker points (``data-rendered-markers``),
+the points per marker trace (``data-marker-traces``: by side and exit reason) and
+each x axis with the axis it follows and its range (``data-x-axes``).  A second page
+zooms the price panel first and checks that every panel followed.  Screenshots are
+saved to ``test-artifacts/`` for a human to look at.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -39,27 +44,64 @@ def run_chromium(browser: str, profile: Path, *args: str) -> str:
     return done.stdout
 
 
-def test_report_charts_render_in_chromium(repo, tmp_path):
-    browser = chromium()
-    result = run_backtest(repo / "strategies" / "ma_crossover.yaml", cache=None, scheduler="sync")
-    url = write_report(result, tmp_path / "report.html").resolve().as_uri()
-    screenshot = repo / "test-artifacts" / "report.png"
+def render(browser: str, html: Path, screenshot: Path, profile: Path) -> dict[str, str]:
+    """Load ``html`` in headless Chromium; the ``#report`` element's data attributes once plotly has drawn."""
     screenshot.parent.mkdir(exist_ok=True)
     screenshot.unlink(missing_ok=True)
     shot = [f"--screenshot={screenshot}", "--window-size=1400,2400"]
-    dom = run_chromium(browser, tmp_path / "profile", *shot, "--dump-dom", url)  # one page load does both
+    dom = run_chromium(browser, profile, *shot, "--dump-dom", html.resolve().as_uri())  # one load does both
     if not screenshot.exists():  # a Chromium that honours only one of --dump-dom and --screenshot per run
-        run_chromium(browser, tmp_path / "profile-shot", *shot, url)
-
+        run_chromium(browser, profile.with_name(profile.name + "-shot"), *shot, html.resolve().as_uri())
     opening = re.search(r'<main id="report"[^>]*>', dom)
     assert opening, "the report's #report element is missing from the rendered DOM"
-    attributes = dict(re.findall(r'data-([a-z-]+)="(\d+)"', opening.group(0)))
-    n_trades = len(result.trades)
-    assert int(attributes["trades"]) == n_trades > 0
-    assert int(attributes["expected-markers"]) == 2 * n_trades
-    assert "rendered-markers" in attributes, "the price chart's after-render script never ran (plotly failed?)"
-    assert int(attributes["rendered-markers"]) == 2 * n_trades
-    assert dom.count('class="main-svg"') >= 4  # plotly drew both charts (each has several main-svg layers)
-    assert len(re.findall(r'class="[^"]*\bcandlestick\b|class="[^"]*\bjs-line\b', dom)) > 0  # price/lines drawn
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 50_000  # a page with charts, not a blank one
+    return {**dict(re.findall(r'data-([a-z-]+)="([^"]*)"', opening.group(0))), "dom": dom}
+
+
+def x_axes(text: str) -> dict[str, tuple[str, str]]:
+    """``{"xaxis2": {"matches": "x6", "range": [a, b]}, ...}`` -> {axis: (the axis it follows or "", "a/b")}."""
+    return {axis: (value["matches"] or "", "/".join(map(str, value["range"])))
+            for axis, value in json.loads(html.unescape(text)).items()}
+
+
+def test_report_chart_renders_in_chromium(repo, tmp_path):
+    browser = chromium()
+    result = run_backtest(repo / "strategies" / "mean_reversion.yaml", cache=None, scheduler="sync")
+    page = render(browser, write_report(result, tmp_path / "report.html"), repo / "test-artifacts" / "report.png",
+                  tmp_path / "profile")
+    trades, n_trades = result.trades, len(result.trades)
+    assert int(page["trades"]) == n_trades > 0 and int(page["expected-markers"]) == 2 * n_trades
+    assert "rendered-markers" in page, "the chart's after-render script never ran (plotly failed?)"
+    assert int(page["rendered-markers"]) == 2 * n_trades
+    expected = {f"trade-exit-{reason}": count for reason, count in trades["exit_reason"].value_counts().items()}
+    expected.update({f"trade-entry-{side}": count for side, count in trades["side"].value_counts().items()})
+    drawn = dict(item.split("=") for item in page["marker-traces"].split())
+    assert {uid: int(count) for uid, count in drawn.items()} == expected
+    assert {"trade-exit-stop_loss", "trade-exit-signal", "trade-entry-long", "trade-entry-short"} <= set(drawn)
+    axes = x_axes(page["x-axes"])
+    assert len(axes) == 5  # price, volume, rsi (bb overlays the price), equity, drawdown
+    leaders = {follows for follows, _ in axes.values() if follows}
+    assert len(leaders) == 1 and len({span for _, span in axes.values()}) == 1  # one time axis
+    dom = page["dom"]
+    assert dom.count('class="main-svg"') >= 2
+    assert dom.count('<path class="box"') == len(result.candles)  # a candlestick per candle
+    assert 'class="trace bars"' in dom  # volume
+    assert dom.count('<g class="shape-group"') == 4  # the RSI levels the strategy uses: 30, 35, 65, 70
+    assert "rsi · rsi(14)" in dom and "Exit: stop loss" in dom and "Buy and hold" in dom
+
+
+def test_zooming_one_panel_zooms_every_panel(repo, tmp_path):
+    browser = chromium()
+    result = run_backtest(repo / "strategies" / "mean_reversion.yaml", cache=None, scheduler="sync")
+    html = write_report(result, tmp_path / "report.html")
+    start, end = result.candles.index[1000], result.candles.index[1200]
+    zoom = (f'Plotly.relayout("candleflow-chart", {{"xaxis.range": ["{start:%Y-%m-%d %H:%M}", "{end:%Y-%m-%d %H:%M}"]}})'
+            f'.then(function () {{ candleflowAfterPlot("candleflow-chart"); }});')
+    text = html.read_text(encoding="utf-8")
+    assert text.count('candleflowAfterPlot("candleflow-chart");') == 1
+    zoomed = tmp_path / "zoomed.html"
+    zoomed.write_text(text.replace('candleflowAfterPlot("candleflow-chart");', zoom), encoding="utf-8")
+    page = render(browser, zoomed, repo / "test-artifacts" / "report-zoomed.png", tmp_path / "profile")
+    spans = {span for _, span in x_axes(page["x-axes"]).values()}
+    assert spans == {f"{start:%Y-%m-%d %H:%M}/{end:%Y-%m-%d %H:%M}"}, spans

@@ -52,6 +52,7 @@ class Component:
     params: dict[str, inspect.Parameter] = field(repr=False)
     outputs: tuple[str, ...] | None = None
     signal_types: tuple[str, ...] | None = None
+    levels: tuple[str, ...] = ()  # params that are levels on the inputs' scale (drawn on their report panels)
     origin: str = "builtin"
     source_hash: str = ""
 
@@ -118,9 +119,13 @@ def indicator(name: str | None = None, *, outputs: tuple[str, ...] | None = None
     return _declare("indicator", name, outputs=outputs)
 
 
-def signal(name: str | None = None, *, signal_types: tuple[str, ...] | None = None):
-    """Declare a signal component; ``signal_types`` lets the compiler check the rules."""
-    return _declare("signal", name, signal_types=signal_types)
+def signal(name: str | None = None, *, signal_types: tuple[str, ...] | None = None, levels: tuple[str, ...] = ()):
+    """Declare a signal component; ``signal_types`` lets the compiler check the rules.
+
+    ``levels`` names keyword params that are values on the scale of the signal's inputs (an RSI
+    threshold): the report draws them as horizontal lines on those inputs' panels.
+    """
+    return _declare("signal", name, signal_types=signal_types, levels=tuple(levels))
 
 
 def _declare(kind, name, **extra):
@@ -147,7 +152,17 @@ def describe(target: Callable[..., Any], *, origin: str = "builtin") -> Componen
                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
     return Component(name=meta["name"], kind=meta["kind"], mode=mode, target=target, inputs=inputs,
                      params=params, outputs=meta.get("outputs"), signal_types=meta.get("signal_types"),
-                     origin=origin, source_hash=_source_hash(target))
+                     levels=_levels(meta, params), origin=origin, source_hash=_source_hash(target))
+
+
+def _levels(meta: dict[str, Any], params: dict[str, inspect.Parameter]) -> tuple[str, ...]:
+    """The declared ``levels``, each a keyword param (a level naming none would silently draw nothing)."""
+    levels = tuple(meta.get("levels", ()))
+    unknown = [level for level in levels if level not in params]
+    if unknown:
+        raise ValueError(f"{meta['kind']} '{meta['name']}': levels={unknown} name no keyword param "
+                        f"(its params: {', '.join(params) or 'none'})")
+    return levels
 
 
 def _positional(func) -> list[inspect.Parameter]:

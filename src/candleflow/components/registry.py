@@ -52,7 +52,11 @@ class Registry:
     def add_module(self, module: ModuleType, *, origin: str) -> None:
         for value in vars(module).values():
             if hasattr(value, MARK) and getattr(value, "__module__", None) == module.__name__:
-                self.add(describe(value, origin=origin))
+                try:
+                    component = describe(value, origin=origin)
+                except ValueError as exc:  # a declaration that contradicts its function's signature
+                    raise CompileError(f"{exc} ({origin})") from None
+                self.add(component)
 
     def add_folder(self, folder: Path, *, root: Path | None = None) -> None:
         """Import every ``.py`` under ``folder`` that declares components.

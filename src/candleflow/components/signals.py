@@ -28,7 +28,7 @@ def ma_crossover(fast: pd.Series, slow: pd.Series) -> dict[str, pd.Series]:
     return {"golden_cross": crosses_above(fast, slow), "death_cross": crosses_below(fast, slow)}
 
 
-@signal("rsi_threshold", signal_types=("oversold", "overbought"))
+@signal("rsi_threshold", signal_types=("oversold", "overbought"), levels=("lower", "upper"))
 def rsi_threshold(rsi: pd.Series, *, lower: float = 30.0, upper: float = 70.0) -> dict[str, pd.Series]:
     """``oversold`` when RSI crosses below ``lower``; ``overbought`` when it crosses above ``upper``."""
     if not lower < upper:

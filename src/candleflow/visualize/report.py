@@ -4,28 +4,34 @@
 or a results folder written by ``candleflow run --out`` (read back with
 :func:`~candleflow.results.read_results`), gathers both into a :class:`ReportData`
 and renders ``templates/report.html.j2``: a summary header with the headline
-metrics as cards, the price chart with trades and indicators and the
-equity/drawdown chart (:mod:`candleflow.visualize.charts`, plotly.js embedded
-once), the metrics table, the strategy YAML, the strategy graph as inline SVG
-and the trade table.  Metric labels, formats, colours and which metrics are
-cards come from :mod:`candleflow.portfolio.catalog`.
+metrics as cards; one chart of price and trades, volume, oscillators, equity
+and drawdown on a shared time axis (:mod:`candleflow.visualize.charts`, with
+plotly.js's finance bundle embedded once, ``vendor/``); the metrics table, the
+strategy YAML, the strategy graph as inline SVG and the trade table (prices at
+the instrument's decimals, duration, costs).  Metric labels, formats, colours
+and which metrics are cards come from :mod:`candleflow.portfolio.catalog`.
 
-The graph is a results folder's ``graph.svg`` when it has one; otherwise it is
-drawn with :func:`~candleflow.visualize.graph.render_graph` (annotated with the
-run's node stats), which needs graphviz's ``dot``; without it, or when a results
-folder's strategy no longer compiles, the report says why instead.
+The strategy is compiled (a result's own, a results folder's again) for the
+chart's indicator labels and levels (:mod:`candleflow.visualize.annotate`) and
+for the graph: a results folder's ``graph.svg`` when it has one, otherwise
+drawn with :func:`~candleflow.visualize.graph.render_graph` (annotated with
+the run's node stats), which needs graphviz's ``dot``; without it, or when a
+results folder's strategy no longer compiles, the report says why instead.
 
 The page's ``#report`` element carries ``data-trades`` and
-``data-expected-markers`` (two per trade); after plotly has drawn the price
-chart, a small script writes how many trade markers are really in the chart's
-DOM into ``data-rendered-markers`` (checked by ``tests/test_report_browser.py``).
+``data-expected-markers`` (two per trade); after plotly has drawn the chart, a
+small script writes what is really in the chart's DOM: the trade markers
+(``data-rendered-markers``), the markers per trace (``data-marker-traces``,
+``trade-exit-stop_loss=3 ...``) and each x axis with the axis it follows
+(``data-x-axes``), checked by ``tests/test_report_browser.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +50,14 @@ from candleflow.errors import CandleflowError
 from candleflow.portfolio.catalog import CATALOG, METRICS, Metric, format_metric, label
 from candleflow.results import read_results
 from candleflow.visualize import charts
+from candleflow.visualize.annotate import ChartNotes, chart_notes
 from candleflow.vocab import NodeStats
 
 if TYPE_CHECKING:
     from candleflow.dag.compiler import CompiledStrategy
 
 TEMPLATES = Path(__file__).parent / "templates"
+VENDOR = Path(__file__).parent / "vendor"
 MAX_TRADE_ROWS = 1000
 
 @dataclass
@@ -65,6 +73,7 @@ class ReportData:
     strategy_text: str
     graph_svg: str | None
     graph_note: str | None
+    notes: ChartNotes = field(default_factory=ChartNotes)  # indicator labels and levels, initial cash
 
 
 def write_report(source: "BacktestResult | Path", output: Path) -> Path:
@@ -91,7 +100,8 @@ def report_from_result(result: "BacktestResult") -> ReportData:
               "file": result.compiled.file, "candles": len(candles), "start": candles.index[0],
               "end": candles.index[-1]},
         metrics=dict(result.metrics), candles=candles, indicators=pd.DataFrame(columns, index=candles.index),
-        equity=result.equity, trades=result.trades, strategy_text=text, graph_svg=svg, graph_note=note)
+        equity=result.equity, trades=result.trades, strategy_text=text, graph_svg=svg, graph_note=note,
+        notes=chart_notes(result.compiled))
 
 
 def report_from_folder(folder: Path) -> ReportData:
@@ -99,30 +109,38 @@ def report_from_folder(folder: Path) -> ReportData:
     files = read_results(folder)
     info = dict(files["metrics"]["run"])
     info["start"], info["end"] = pd.Timestamp(info["start"]), pd.Timestamp(info["end"])
+    compiled, problem = _compile_saved(files["strategy"], info["file"])
     if files["graph"] is not None:
         svg, note = _inline_svg(files["graph"]), None
+    elif compiled is None:
+        svg, note = None, f"The strategy graph is not drawn: its strategy no longer compiles here ({problem})."
     else:
-        svg, note = _redraw_graph(files["strategy"], info["file"], files["nodes"])
+        svg, note = _draw_graph(compiled, {row["name"]: NodeStats(**row) for row in files["nodes"]})
     return ReportData(info=info, metrics=files["metrics"]["metrics"], candles=files["candles"],
                       indicators=files["indicators"], equity=files["equity"]["equity"], trades=files["trades"],
-                      strategy_text=files["strategy"], graph_svg=svg, graph_note=note)
+                      strategy_text=files["strategy"], graph_svg=svg, graph_note=note, notes=chart_notes(compiled))
 
 
 def render_report(data: ReportData) -> str:
     """The report's HTML text."""
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                      trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    price, equity = charts.price_figure(data.candles, data.indicators, data.trades), charts.equity_figure(data.equity)
+    figure = charts.report_figure(data.candles, data.indicators, data.equity, data.trades, notes=data.notes)
     metrics = _metric_rows(data.metrics)
+    decimals = charts.decimals_of(data.candles["close"].to_numpy())
     return environment.get_template("report.html.j2").render(
         info=data.info, period=_period(data.info), version=__version__,
-        cards=[row for row in metrics if row["card"]], metrics=metrics,
-        price_chart=_markup(charts.to_html(price, include_plotlyjs=True, count_markers=True)),
-        price_caption=charts.price_caption(len(data.candles)),
-        equity_chart=_markup(charts.to_html(equity, include_plotlyjs=False)),
-        trades=_trade_rows(data.trades.head(MAX_TRADE_ROWS)), n_trades=len(data.trades),
+        cards=[row for row in metrics if row["card"]], metrics=metrics, plotly_js=_markup(plotly_js()),
+        chart=_markup(charts.to_html(figure)), caption=charts.caption(len(data.candles)),
+        trades=_trade_rows(data.trades.head(MAX_TRADE_ROWS), decimals=decimals), n_trades=len(data.trades),
         max_trade_rows=MAX_TRADE_ROWS, strategy_text=data.strategy_text,
         graph_svg=_markup(data.graph_svg) if data.graph_svg else None, graph_note=data.graph_note)
+
+
+@functools.lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """plotly.js's finance bundle (scatter, bar, candlestick), vendored: see ``vendor/README.md``."""
+    return (VENDOR / "plotly-finance.min.js").read_text(encoding="utf-8")
 
 
 def _draw_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | None) -> tuple[str | None, str | None]:
@@ -135,15 +153,14 @@ def _draw_graph(compiled: "CompiledStrategy", stats: dict[str, "NodeStats"] | No
         return _inline_svg(path.read_text(encoding="utf-8")), None
 
 
-def _redraw_graph(text: str, file: str, nodes: list[dict]) -> tuple[str | None, str | None]:
-    """Compile a results folder's strategy again and draw it with the saved node stats."""
+def _compile_saved(text: str, file: str) -> tuple["CompiledStrategy | None", CandleflowError | None]:
+    """A results folder's strategy compiled again (its labels, levels and graph), or why it no longer does."""
     path = Path(file)
     try:
-        compiled = compile_strategy(parse_strategy(text, file=file),
-                                    workspace=find_workspace(path) if path.is_file() else Path.cwd(), file=file)
+        return compile_strategy(parse_strategy(text, file=file),
+                                workspace=find_workspace(path) if path.is_file() else Path.cwd(), file=file), None
     except CandleflowError as exc:
-        return None, f"The strategy graph is not drawn: its strategy no longer compiles here ({exc})."
-    return _draw_graph(compiled, {row["name"]: NodeStats(**row) for row in nodes})
+        return None, exc
 
 
 def _inline_svg(svg: str) -> str:
@@ -170,15 +187,21 @@ def _tone(metric: Metric | None, value: Any) -> str:
     return "up" if (value > metric.neutral) == (metric.better != "min") else "down"
 
 
-def _trade_rows(trades: pd.DataFrame) -> list[dict[str, Any]]:
+def _trade_rows(trades: pd.DataFrame, *, decimals: int) -> list[dict[str, Any]]:
+    """The trade table: prices at the instrument's decimals, sizes at theirs, money at 2."""
+    size_decimals = charts.decimals_of(trades["size"].to_numpy(), most=6) if len(trades) else 0
+    spread = trades["spread_slippage"] if "spread_slippage" in trades.columns else pd.Series(0.0, index=trades.index)
     rows = []
-    for number, trade in enumerate(trades.itertuples(index=False), start=1):
+    for number, (trade, paid) in enumerate(zip(trades.itertuples(index=False), spread), start=1):
         pnl = float(trade.pnl)
         rows.append({
             "number": number, "side": trade.side, "entry_time": _time(trade.entry_time),
-            "entry_price": f"{trade.entry_price:,.6g}", "exit_time": _time(trade.exit_time),
-            "exit_price": f"{trade.exit_price:,.6g}", "size": f"{trade.size:,.6g}", "pnl": f"{pnl:,.2f}",
-            "return": f"{float(trade.return_pct) * 100:,.2f}%", "reason": trade.exit_reason,
+            "entry_price": f"{trade.entry_price:,.{decimals}f}", "exit_time": _time(trade.exit_time),
+            "exit_price": f"{trade.exit_price:,.{decimals}f}", "size": f"{trade.size:,.{size_decimals}f}",
+            "duration": charts.duration_text(pd.Timestamp(trade.exit_time) - pd.Timestamp(trade.entry_time)),
+            "pnl": f"{pnl:+,.2f}", "return": f"{float(trade.return_pct):+.2%}",
+            "costs": f"{float(trade.commission) + float(paid):,.2f}",
+            "reason": charts.EXITS.get(trade.exit_reason, (trade.exit_reason,))[0],
             "tone": "up" if pnl > 0 else "down" if pnl < 0 else ""})
     return rows
 
