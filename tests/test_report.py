@@ -147,3 +147,12 @@ def test_trade_table_has_consistent_precision_duration_and_costs(result, tmp_pat
         assert float(costs.replace(",", "")) == pytest.approx(round(paid, 2), abs=0.006)
         assert pnl == f"{trade.pnl:+,.2f}" and ret == f"{trade.return_pct:+.2%}"
         assert reason in ("signal", "stop loss", "take profit", "closed at end", "open at end", "reversal")
+
+
+def test_the_vendored_plotly_js_matches_the_version_plotly_py_writes_figures_for():
+    from plotly.offline import get_plotlyjs_version
+
+    from candleflow.visualize.report import plotly_js
+
+    vendored = re.search(r"plotly\.js \(finance - minified\) v(\d+)\.\d+\.\d+", plotly_js()[:300])
+    assert vendored and vendored.group(1) == get_plotlyjs_version().split(".")[0]  # figure JSON: stable in a major
