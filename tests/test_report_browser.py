@@ -105,3 +105,19 @@ def test_zooming_one_panel_zooms_every_panel(repo, tmp_path):
     page = render(browser, zoomed, repo / "test-artifacts" / "report-zoomed.png", tmp_path / "profile")
     spans = {span for _, span in x_axes(page["x-axes"]).values()}
     assert spans == {f"{start:%Y-%m-%d %H:%M}/{end:%Y-%m-%d %H:%M}"}, spans
+
+
+def test_sweep_report_charts_render_in_chromium(repo, tmp_path):
+    from test_sweep_report import result, sweep_frame
+
+    from candleflow.visualize import write_sweep_report
+
+    browser = chromium()
+    source = result(sweep_frame(failed=2))
+    page = render(browser, write_sweep_report(source, tmp_path / "sweep.html"),
+                  repo / "test-artifacts" / "sweep-report.png", tmp_path / "profile")
+    assert "drawn" in page, "no chart's after-render script ran (plotly failed?)"
+    drawn = dict(item.split("=") for item in page["drawn"].split())
+    assert int(drawn["scatter"]) == 22 + 20  # every combination that ran, and the top 20 ringed again
+    assert int(drawn["marginals"]) == 2 * (4 + 3 + 2)  # best and mean per value of fast, slow, stop_loss
+    assert page["dom"].count('<table class="best"') == 3

@@ -34,6 +34,7 @@ _PUBLIC = {
     "SweepResult": "candleflow.sweep",
     "render_graph": "candleflow.visualize",
     "write_report": "candleflow.visualize",
+    "write_sweep_report": "candleflow.visualize",
     "NodeStats": "candleflow.vocab",
     "ScriptOptions": "candleflow.vocab",
     "make_signal_frame": "candleflow.vocab",
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from candleflow.dag.compiler import compile_strategy
     from candleflow.errors import CandleflowError
     from candleflow.sweep import SweepResult, run_sweep
-    from candleflow.visualize import render_graph, write_report
+    from candleflow.visualize import render_graph, write_report, write_sweep_report
     from candleflow.vocab import NodeStats, ScriptOptions, make_signal_frame
 
 

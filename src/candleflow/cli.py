@@ -287,14 +287,21 @@ def render(
 
 @app.command()
 def report(
-    results: Path = typer.Argument(..., help="Results folder written by `candleflow run --out`."),
+    results: Path = typer.Argument(..., help="Results folder written by `candleflow run --out`, or a sweep table "
+                                             "(.csv or .parquet) written by `candleflow sweep --out`."),
     output: Path = typer.Option(..., "-o", "--output", help="HTML file to write."),
+    rank_by: Optional[str] = typer.Option(None, "--rank-by", help="A sweep table's rank metric (default: sharpe)."),
 ) -> None:
-    """Write a self-contained HTML report of a finished run."""
+    """Write a self-contained HTML report of a finished run or sweep."""
     from candleflow.output_paths import check_file  # lazy: see the module docstring
-    from candleflow.visualize import write_report  # lazy: see the module docstring
+    from candleflow.visualize import write_report, write_sweep_report  # lazy: see the module docstring
 
     check_file(output, "-o")
+    if results.suffix.lower() in (".csv", ".parquet"):
+        _write(output, "the report", lambda: write_sweep_report(results, output, rank_by=rank_by))
+        return
+    if rank_by is not None:
+        raise ConfigError("--rank-by ranks a sweep table; a run's results folder has one run")
     _write(output, "the report", lambda: write_report(results, output))
 
 
@@ -309,6 +316,7 @@ def sweep(
                                           help="Threads or processes of a local scheduler, or processes of the "
                                                "embedded cluster (default: one per CPU)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write every combination's row (.csv or .parquet)."),
+    report_path: Optional[Path] = typer.Option(None, "--report", help="Write the sweep's HTML report here."),
     top: int = typer.Option(10, "--top", min=0, help="Rows of the ranked table to print."),
     rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Metric to rank by (default: the grid's rank.by)."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failing combination (exit 2)."),
@@ -324,6 +332,8 @@ def sweep(
     from candleflow.sweep.display import print_top, progress_bar  # lazy: see the module docstring
     from candleflow.sweep.output import check_output  # lazy: see the module docstring
     from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost  # lazy: see the module docstring
+    from candleflow.output_paths import check_file  # lazy: see the module docstring
+    from candleflow.visualize import write_sweep_report  # lazy: see the module docstring
 
     if scheduler is not None:
         check_scheduler(scheduler)
@@ -332,6 +342,8 @@ def sweep(
                               f"not '{scheduler}'")
     if out is not None:
         check_output(out)
+    if report_path is not None:
+        check_file(report_path, "--report")
     try:
         with progress_bar() as on_progress:
             result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
@@ -346,7 +358,10 @@ def sweep(
     if out is not None:
         with writing(out, "the sweep table"):
             result.write(out)
-    print_top(result, top=top, out=out)
+    if report_path is not None:
+        with writing(report_path, "the sweep report"):
+            write_sweep_report(result, report_path, title=strategy.name)
+    print_top(result, top=top, out=out, report=report_path)
     if result.failed == len(result.frame):
         raise CandleflowError(f"all {result.failed} combinations failed; first: {result.first_failure()}")
 

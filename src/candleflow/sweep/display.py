@@ -29,7 +29,7 @@ def progress_bar() -> Iterator[Callable[[int, int], None] | None]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def print_top(result: SweepResult, *, top: int, out: Path | None = None) -> None:
+def print_top(result: SweepResult, *, top: int, out: Path | None = None, report: Path | None = None) -> None:
     """The best ``top`` rows (rank metric first, then the catalog's sweep columns) and a one-line account."""
     from rich.console import Console  # rich: only when something is printed
     from rich.table import Table  # rich: only when something is printed
@@ -59,6 +59,8 @@ def print_top(result: SweepResult, *, top: int, out: Path | None = None) -> None
                   f"{tasks} indicator tasks served {uses} uses ({result.deduplicated('indicator')} deduplicated)")
     if out is not None:
         console.print(f"results written to {out}")
+    if report is not None:
+        console.print(f"report written to {report}")
 
 
 def _text(value) -> str:

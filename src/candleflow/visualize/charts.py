@@ -72,22 +72,23 @@ PLOT_JS = """(function () {{
   var figure = {figure};
   {shared}.forEach(function (use) {{ figure.data[use[0]][use[1]] = arrays[use[2]]; }});
   Plotly.newPlot("{plot_id}", figure.data, figure.layout, {config}).then(function () {{
-    candleflowAfterPlot("{plot_id}");  // defined in templates/report.html.j2
+    candleflowAfterPlot("{plot_id}");  // defined by the page's template
   }});
 }})();"""
 
 
-def to_html(figure: go.Figure) -> str:
-    """A ``<div>`` and the script drawing ``figure`` with the page's plotly.js (embedded once by the template).
+def to_html(figure: go.Figure, *, plot_id: str = PLOT_ID) -> str:
+    """A ``<div>`` and the script drawing ``figure`` with the page's plotly.js (embedded once by the template),
+    then calling the page's ``candleflowAfterPlot(plot_id)``.
 
     An array several traces hold (the candles' times: every full-length series has them) is
     written once and handed to each of them, which keeps a year of hourly candles small.
     """
     spec = figure.to_plotly_json()
     arrays, shared = _hoist_shared_arrays(spec["data"])
-    script = PLOT_JS.format(arrays=_json(arrays), figure=_json(spec), shared=shared, plot_id=PLOT_ID,
+    script = PLOT_JS.format(arrays=_json(arrays), figure=_json(spec), shared=shared, plot_id=plot_id,
                             config=_json(CONFIG))
-    return (f'<div id="{PLOT_ID}" class="plotly-graph-div" style="height:{figure.layout.height}px; '
+    return (f'<div id="{plot_id}" class="plotly-graph-div" style="height:{figure.layout.height}px; '
             f'width:100%;"></div>\n<script>\n{script}\n</script>')
 
 
