@@ -18,7 +18,7 @@ from candleflow.config.loader import read_strategy
 from candleflow.dag import EVALUATOR, CompiledStrategy, compile_strategy, find_workspace
 from candleflow.dag.cache import NodeCache
 from candleflow.dag.executor import Scheduler, execute
-from candleflow.dag.usage import check_periods, silent_parts, unused_parts
+from candleflow.dag.usage import check_data, silent_parts, unused_parts
 from candleflow.data import load_candles, load_source, validate_candles
 from candleflow.errors import warn
 from candleflow.nodes.compute import base_aligned
@@ -116,7 +116,8 @@ def run_compiled(compiled: CompiledStrategy, candles: pd.DataFrame, *, cache: No
     Dask scheduler's ``tcp://HOST:PORT``; ``replay`` feeds recorded signal frames
     (signal node -> frame) to the evaluator instead of running components.
     """
-    check_periods(compiled, candles)
+    for path, message in check_data(compiled, candles):
+        warn(f"{compiled.file}: {path}: {message}")
     outcome = execute(compiled, candles, cache=cache, scheduler=scheduler, num_workers=num_workers,
                       on_node_done=on_node_done, progress=progress, script_options=script_options, replay=replay)
     result = BacktestResult(compiled, candles, outcome.values, outcome.stats, source_text)

@@ -278,6 +278,31 @@ class Execution(_Strict):
     spread: PriceCost = Field(default_factory=PriceCost)
     slippage: PriceCost = Field(default_factory=PriceCost)
     close_at_end: bool = False  # close what is still open at the last candle's close (costs paid)
+    trade_from: str | None = None  # no order decided before this time: earlier candles only warm up indicators
+
+    @field_validator("trade_from")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            trade_from_time(value)
+        return value
+
+    def trade_from_bar(self, index: "pd.DatetimeIndex") -> int:
+        """The first candle of ``index`` at or after ``trade_from`` (0 without it)."""
+        return 0 if self.trade_from is None else int(index.searchsorted(trade_from_time(self.trade_from)))
+
+
+def trade_from_time(value: str) -> "pd.Timestamp":
+    """``value`` (ISO-8601; naive means UTC) as a UTC timestamp; ValueError if it is none."""
+    import pandas as pd  # pandas: only when a strategy sets trade_from
+
+    try:
+        time = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"'{value}' is not a time; use ISO-8601, e.g. 2023-07-01 or 2023-07-01T09:00Z") from None
+    if time is pd.NaT:
+        raise ValueError(f"'{value}' is not a time; use ISO-8601, e.g. 2023-07-01")
+    return time.tz_localize("UTC") if time.tz is None else time.tz_convert("UTC")
 
 
 class EntryOrder(_Strict):

@@ -12,8 +12,10 @@ one.  From the uses and the graph:
 
 Each is a ``(yaml path, message)`` pair; the caller warns (:func:`candleflow.errors.warn`).
 
-:func:`check_periods` is an error instead: a ``period`` (or ``*_period``) longer than the data
-leaves its node NaN throughout, so nothing downstream could ever fire.
+:func:`check_data` (before a run, against its candles) raises instead for what could never work: a
+``period`` (or ``*_period``) longer than the data leaves its node NaN throughout, so nothing
+downstream could ever fire; an ``execution.trade_from`` after the last candle leaves nothing to
+trade.  It returns, as warnings, a ``trade_from`` at or before the first candle (no warm-up at all).
 """
 
 from __future__ import annotations
@@ -97,10 +99,11 @@ def silent_parts(compiled: CompiledStrategy, frames: Mapping[str, pd.DataFrame],
     return parts
 
 
-def check_periods(compiled: CompiledStrategy, candles: pd.DataFrame) -> None:
+def check_data(compiled: CompiledStrategy, candles: pd.DataFrame) -> list[tuple[str, str]]:
     """A CompileError listing every ``period``/``*_period`` param longer than its node's candles (the data's, or
-    those of its higher timeframe), e.g. ``indicators[0].params.period: 500 is longer than the data (300 candles)``."""
-    errors = []
+    those of its higher timeframe), e.g. ``indicators[0].params.period: 500 is longer than the data (300 candles)``,
+    and a ``trade_from`` after the last candle; the warnings (see the module docstring)."""
+    errors, warnings = _trade_from_problems(compiled, candles)
     seconds = candles.index.asi8 // 1_000_000_000
     for plan in compiled.plans.values():
         if plan.kind not in ("indicator", "signal") or plan.component is None:
@@ -117,3 +120,19 @@ def check_periods(compiled: CompiledStrategy, candles: pd.DataFrame) -> None:
                                f"{value} is longer than the data ({count:,} {unit})"))
     if errors:
         raise collected_error(errors, file=compiled.file)
+    return warnings
+
+
+def _trade_from_problems(compiled: CompiledStrategy, candles: pd.DataFrame) -> tuple[list, list]:
+    """([error], []) after the last candle, ([], [warning]) at or before the first, else ([], [])."""
+    trade_from = compiled.strategy.execution.trade_from
+    if trade_from is None or candles.empty:
+        return [], []
+    bar = compiled.strategy.execution.trade_from_bar(candles.index)
+    first, last = (f"{t:%Y-%m-%d %H:%M}" for t in candles.index[[0, -1]])
+    if bar >= len(candles):
+        return [("execution.trade_from", f"{trade_from} is after the last candle ({last}): nothing would trade")], []
+    if bar == 0:
+        return [], [("execution.trade_from", f"{trade_from} is at or before the first candle ({first}): no candle "
+                                             f"is left to warm up the indicators, so it changes nothing")]
+    return [], []

@@ -24,4 +24,5 @@ def evaluate(strategy: Strategy, candles: pd.DataFrame, inputs: EvaluatorInputs)
     """Map signal events and conditions through ``strategy.rules`` and simulate the portfolio."""
     actions = actions_from_signals(inputs.signals, strategy.rules, len(candles), inputs.conditions)
     return simulate(candles, actions, execution=strategy.execution, orders=strategy.orders, sizing=strategy.sizing,
-                    risk=strategy.risk, levels=inputs.levels, initial_cash=strategy.initial_cash)
+                    risk=strategy.risk, levels=inputs.levels, initial_cash=strategy.initial_cash,
+                    trade_from=strategy.execution.trade_from_bar(candles.index))

@@ -184,12 +184,15 @@ def simulate(
     initial_cash: float,
     orders: Orders | None = None,
     levels: dict[str, np.ndarray] | None = None,
+    trade_from: int = 0,
 ) -> Simulation:
     """Run the rules described in the module docstring over ``candles``.
 
     ``candles`` is indexed by a UTC ``DatetimeIndex`` and has float columns
     open/high/low/close; ``actions`` has one entry and one exit value per candle;
     ``levels`` holds the indicator series that order prices and exits name (``{"atr": array}``).
+    No entry is decided before candle ``trade_from`` (the candles before it only warm up the
+    indicators), and the metrics cover the candles from it: the run then equals one that starts there.
     """
     from candleflow.portfolio import kernel  # numba: imported only by a simulation, not by validate or render
 
@@ -200,7 +203,8 @@ def simulate(
     opens, highs, lows, closes = (candles[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS)
     series = {"open": opens, "high": highs, "low": lows, "close": closes,
               **{ref: np.asarray(v, dtype=np.float64) for ref, v in (levels or {}).items()}}
-    entries = np.ascontiguousarray(actions.entry, dtype=np.int8)
+    entries = np.array(actions.entry, dtype=np.int8)  # a copy: the warm-up's entries are dropped below
+    entries[:trade_from] = 0
     exits = np.ascontiguousarray(actions.exit, dtype=np.int8)
     exit_levels, trail_from = _exit_arrays(risk, series, n)
     fractions = actions.close_fraction if actions.close_fraction is not None else np.zeros((2, 0))
@@ -214,7 +218,8 @@ def simulate(
                        (*_order_arrays(orders, series, n), fractions), cash_at, position, log, notes) if n else 0
     equity = pd.Series(cash_at + position * closes, index=candles.index, name="equity", dtype=np.float64)
     trades = _trades_frame(log[:count], candles.index, kernel.REASONS)
-    metrics = compute_metrics(equity, trades, position, initial_cash=initial_cash, close=closes)
+    metrics = compute_metrics(equity.iloc[trade_from:], trades, position[trade_from:], initial_cash=initial_cash,
+                              close=closes[trade_from:])
     return Simulation(trades=trades, equity=equity, position=position, metrics=metrics,
                       notes={text: int(k) for text, k in zip(kernel.NOTES, notes) if k})
 

@@ -40,7 +40,7 @@ from candleflow.config.models import Strategy
 from candleflow.config.sandbox import bounded_environment
 from candleflow.dag.build import build
 from candleflow.dag.compiler import CompiledStrategy, compile_strategy, find_workspace
-from candleflow.dag.usage import check_periods
+from candleflow.dag.usage import check_data
 from candleflow.data import load_source
 from candleflow.errors import CandleflowError, ConfigError, check_no_nul
 from candleflow.sweep.grid import Combination
@@ -100,7 +100,7 @@ def plan_sweep(strategy_file: str | Path, combinations: list[Combination], *,
             compiled = _compile(renderer, combination, workspace=root, registries=registries)
             entry.symbol = compiled.strategy.symbol
             candles_key = _candles_key(compiled, plan, candles, max_bytes=max_data_bytes)
-            check_periods(compiled, plan.graph[candles_key])
+            check_data(compiled, plan.graph[candles_key])  # its warnings: not shown by sweeps yet
             entry.key = _add_nodes(compiled, candles_key, plan, tolerant)
         except CandleflowError as exc:
             entry.error = " ".join(str(exc).split())
