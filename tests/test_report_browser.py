@@ -121,3 +121,18 @@ def test_sweep_report_charts_render_in_chromium(repo, tmp_path):
     assert int(drawn["scatter"]) == 22 + 20  # every combination that ran, and the top 20 ringed again
     assert int(drawn["marginals"]) == 2 * (4 + 3 + 2)  # best and mean per value of fast, slow, stop_loss
     assert page["dom"].count('<table class="best"') == 3
+
+
+def test_walk_forward_report_charts_render_in_chromium(repo, tmp_path):
+    from candleflow.sweep.grid import SweepSpec
+    from candleflow.sweep.walkforward import run_walk_forward
+    from candleflow.visualize import write_sweep_report
+
+    browser = chromium()
+    grid = SweepSpec.model_validate({"parameters": {"fast": [5, 20], "slow": [40]},
+                                     "walk_forward": {"train": "6M", "test": "3M"}})
+    analysis = run_walk_forward(repo / "strategies" / "ma_crossover_sweep.yaml", grid, scheduler="sync")
+    page = render(browser, write_sweep_report(analysis, tmp_path / "wf.html"),
+                  repo / "test-artifacts" / "walk-forward-report.png", tmp_path / "profile")
+    assert page.get("drawn") == "compare stitched", "a chart's after-render script never ran (plotly failed?)"
+    assert page["dom"].count('class="window-row"') == len(analysis.frame) == 2

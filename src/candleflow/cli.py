@@ -328,7 +328,7 @@ def sweep(
     """Backtest every combination of a parameter grid (and symbols) on Dask; rank the results."""
     from candleflow.dag.get import check_scheduler  # lazy: see the module docstring
     from candleflow.output_paths import writing  # lazy: see the module docstring
-    from candleflow.sweep import run_sweep  # lazy: see the module docstring
+    from candleflow.sweep import load_grid, run_sweep  # lazy: see the module docstring
     from candleflow.sweep.display import print_top, progress_bar  # lazy: see the module docstring
     from candleflow.sweep.output import check_output  # lazy: see the module docstring
     from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost  # lazy: see the module docstring
@@ -344,6 +344,10 @@ def sweep(
         check_output(out)
     if report_path is not None:
         check_file(report_path, "--report")
+    if load_grid(grid).walk_forward is not None:
+        _walk_forward(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace, rank_by=rank_by,
+                      fail_fast=fail_fast, out=out, report_path=report_path)
+        return
     try:
         with progress_bar() as on_progress:
             result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
@@ -364,6 +368,23 @@ def sweep(
     print_top(result, top=top, out=out, report=report_path)
     if result.failed == len(result.frame):
         raise CandleflowError(f"all {result.failed} combinations failed; first: {result.first_failure()}")
+
+
+def _walk_forward(strategy: Path, grid: Path, *, out: Path | None, report_path: Path | None, **options) -> None:
+    """``sweep`` on a grid with a ``walk_forward`` section: the analysis, its table, its files."""
+    from candleflow.output_paths import writing  # lazy: see the module docstring
+    from candleflow.sweep.display import print_walk_forward  # lazy: see the module docstring
+    from candleflow.sweep.walkforward import run_walk_forward  # lazy: see the module docstring
+    from candleflow.visualize import write_sweep_report  # lazy: see the module docstring
+
+    result = run_walk_forward(strategy, grid, **options)
+    if out is not None:
+        with writing(out, "the walk-forward table"):
+            result.write(out)
+    if report_path is not None:
+        with writing(report_path, "the walk-forward report"):
+            write_sweep_report(result, report_path, title=strategy.name)
+    print_walk_forward(result, out=out, report=report_path)
 
 
 @app.command()

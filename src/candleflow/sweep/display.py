@@ -12,6 +12,7 @@ from candleflow.portfolio.catalog import METRICS, format_metric
 
 if TYPE_CHECKING:
     from candleflow.sweep.run import SweepResult
+    from candleflow.sweep.walkforward import WalkForwardResult
 
 
 @contextlib.contextmanager
@@ -57,6 +58,33 @@ def print_top(result: SweepResult, *, top: int, out: Path | None = None, report:
     uses, tasks = result.shared.get("indicator", (0, 0))
     console.print(f"{len(result.frame)} combinations, {result.failed} failed, {result.seconds:.1f} s; "
                   f"{tasks} indicator tasks served {uses} uses ({result.deduplicated('indicator')} deduplicated)")
+    if out is not None:
+        console.print(f"results written to {out}")
+    if report is not None:
+        console.print(f"report written to {report}")
+
+
+def print_walk_forward(result: "WalkForwardResult", *, out: Path | None = None, report: Path | None = None) -> None:
+    """Per window: its test span, the chosen parameters, the rank metric in- and out-of-sample; then the
+    stitched out-of-sample summary and the walk-forward efficiency."""
+    from rich.console import Console  # rich: only when something is printed
+    from rich.table import Table  # rich: only when something is printed
+
+    rank = result.rank_by
+    table = Table(title=f"walk-forward: {len(result.frame)} windows, parameters chosen by {rank} in-sample")
+    for column in ["#", "test from", "to", *result.parameters, f"{rank} in", f"{rank} out", "return out", "error"]:
+        table.add_column(column, justify="right" if column in ("#",) or " " in column else "left")
+    for row in result.frame.to_dict("records"):
+        table.add_row(str(row["window"]), f"{row['test_start']:%Y-%m-%d}", f"{row['test_end']:%Y-%m-%d}",
+                      *(_text(row.get(p)) for p in result.parameters),
+                      *(format_metric(m, row.get(f"{side}_{m}")) for side, m in (("is", rank), ("oos", rank),
+                                                                                ("oos", "total_return"))),
+                      _text(row.get("error")))
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(table)
+    stitched = ", ".join(f"{m} {format_metric(m, result.metrics[m])}" for m in ("total_return", "sharpe", "max_drawdown"))
+    console.print(f"out-of-sample, stitched: {stitched}, {len(result.trades)} trades; walk-forward efficiency "
+                  f"{format_metric('sharpe', result.efficiency)}")
     if out is not None:
         console.print(f"results written to {out}")
     if report is not None:

@@ -37,7 +37,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag, ValidationError,
-    model_validator,
+    field_validator, model_validator,
 )
 
 from candleflow.config.loader import load_yaml, validation_error
@@ -137,10 +137,45 @@ Values = Annotated[Union[Annotated[list[Scalar], Field(min_length=1), Tag("list[
                    Discriminator(lambda v: "dict[range]" if isinstance(v, (dict, Range)) else "list[values]")]
 
 
+WINDOW = re.compile(r"^(\d+)\s*(h|D|W|M|Y)$")
+WINDOW_UNITS = {"h": "hours", "D": "days", "W": "weeks", "M": "months", "Y": "years"}
+
+
+class WalkForward(_Strict):
+    """Walk-forward windows (:mod:`candleflow.sweep.walkforward`): ``train`` and ``test`` lengths such as
+    ``6M`` (calendar months), ``90D``, ``2W``, ``12h``, ``1Y``; ``anchored``: every train window starts at
+    the data's first candle.
+
+    >>> WalkForward(train="6M", test="1M").offsets()
+    (<DateOffset: months=6>, <DateOffset: months=1>)
+    """
+
+    train: str
+    test: str
+    anchored: bool = False
+
+    @field_validator("train", "test")
+    @classmethod
+    def _length(cls, value: str) -> str:
+        found = WINDOW.match(value)
+        if not found or int(found.group(1)) < 1:
+            raise ValueError(f"'{value}' is not a window length; use a whole number and a unit: h (hours), "
+                             f"D (days), W (weeks), M (months), Y (years), e.g. 6M")
+        return value
+
+    def offsets(self):
+        """``train`` and ``test`` as pandas DateOffsets."""
+        import pandas as pd  # pandas: only when windows are cut
+
+        return tuple(pd.DateOffset(**{WINDOW_UNITS[unit]: int(count)})
+                     for count, unit in (WINDOW.match(v).groups() for v in (self.train, self.test)))
+
+
 class SweepSpec(_Strict):
     parameters: dict[str, Values] = Field(default_factory=dict)
     symbols: Annotated[list[SymbolSpec], Field(min_length=1)] | None = None
     rank: Rank = Field(default_factory=Rank)
+    walk_forward: WalkForward | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepSpec":
@@ -160,6 +195,8 @@ class SweepSpec(_Strict):
             twice = sorted({n for n in names if names.count(n) > 1})
             if twice:
                 raise ValueError(f"symbol listed twice: {', '.join(twice)}")
+        if self.walk_forward is not None and self.symbols and len(self.symbols) > 1:
+            raise ValueError("walk_forward runs on one symbol; list one under 'symbols' (or none: the strategy's)")
         return self
 
     def counts(self) -> list[int]:

@@ -138,6 +138,9 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     spec = grid if isinstance(grid, SweepSpec) else load_grid(grid)
     rank = spec.rank if rank_by is None else spec.rank.model_copy(update={"by": rank_by})
     grid_file = None if isinstance(grid, SweepSpec) else str(grid)
+    if spec.walk_forward is not None:  # one sweep would ignore it
+        raise ConfigError("the grid has a walk_forward section: run it with run_walk_forward (the sweep command "
+                          "does)", file=grid_file)
     listed = combinations(spec, limit=max_combinations, file=grid_file)
     local = scheduler in LOCAL and client is None
     plan = plan_sweep(strategy_file, listed, workspace=workspace, max_data_bytes=max_data_bytes, tolerant=local,

@@ -44,6 +44,7 @@ from candleflow.visualize.report import TEMPLATES, plotly_js
 
 if TYPE_CHECKING:
     from candleflow.sweep.run import SweepResult
+    from candleflow.sweep.walkforward import WalkForwardResult
 
 TOP = 20
 MAX_POINTS = 20_000
@@ -64,11 +65,15 @@ class SweepTable:
     title: str
 
 
-def write_sweep_report(source: "SweepResult | str | Path", output: str | Path, *, rank_by: str | None = None,
-                       title: str | None = None) -> Path:
-    """Write the HTML report of a sweep (a result, or a table file) to ``output``, atomically."""
-    table = sweep_table(source, rank_by=rank_by, title=title)
+def write_sweep_report(source: "SweepResult | WalkForwardResult | str | Path", output: str | Path, *,
+                       rank_by: str | None = None, title: str | None = None) -> Path:
+    """Write the HTML report of a sweep (a result, or a table file) or of a walk-forward analysis to
+    ``output``, atomically."""
     output = Path(output)
+    if hasattr(source, "efficiency"):  # a WalkForwardResult (this layer may not import candleflow.sweep)
+        write_text_atomic(output, render_walk_forward(source, title=title or "walk-forward"))
+        return output
+    table = sweep_table(source, rank_by=rank_by, title=title)
     write_text_atomic(output, render_sweep_report(table))
     return output
 
@@ -238,6 +243,58 @@ def top_rows(table: SweepTable) -> dict[str, Any]:
                       "metrics": [format_metric(m, row[m]) for m in metrics],
                       "error": row.get("error") if isinstance(row.get("error"), str) else None}
                      for row in rows.to_dict("records")]}
+
+
+def render_walk_forward(result: "WalkForwardResult", *, title: str) -> str:
+    """The walk-forward report's HTML text: the stitched out-of-sample equity, in- against out-of-sample
+    rank metric per window, the windows table and the stitched metrics."""
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                     trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    frame, rank = result.frame, result.rank_by
+    rows = [{"window": row["window"], "train": f"{row['train_start']:%Y-%m-%d}",
+             "test": f"{row['test_start']:%Y-%m-%d} → {row['test_end']:%Y-%m-%d}",
+             "values": [_value_text(row.get(p)) for p in result.parameters],
+             "metrics": [format_metric(m, row.get(f"{side}_{m}")) for side, m in window_columns(rank)],
+             "error": row.get("error") or ""} for row in frame.to_dict("records")]
+    return environment.get_template("walkforward.html.j2").render(
+        title=title, version=__version__, rank=label(rank), n_windows=len(frame), parameters=result.parameters,
+        efficiency=format_metric("sharpe", result.efficiency), plotly_js=Markup(plotly_js()),
+        equity=Markup(charts.to_html(stitched_figure(result), plot_id="stitched")),
+        compare=Markup(charts.to_html(compare_figure(result), plot_id="compare")),
+        columns=[f"{label(m)} {'in' if side == 'is' else 'out'}" for side, m in window_columns(rank)], rows=rows,
+        metrics=[{"label": label(m.key), "value": format_metric(m.key, result.metrics[m.key])}
+                 for m in METRICS if m.core and m.key in result.metrics])
+
+
+def window_columns(rank: str) -> list[tuple[str, str]]:
+    """The windows table's metric columns, each in-sample then out-of-sample: the rank metric, return, trades."""
+    return [(side, metric) for metric in dict.fromkeys([rank, "total_return", "n_trades"]) for side in ("is", "oos")]
+
+
+def stitched_figure(result: "WalkForwardResult") -> go.Figure:
+    """The stitched out-of-sample equity; a dotted line where each test window starts."""
+    figure = go.Figure(go.Scatter(x=charts._ms(result.equity.index), y=result.equity.to_numpy(dtype=float),
+                                  mode="lines", name="out-of-sample equity", line={"color": "#2563eb", "width": 1.6}))
+    for start in result.frame["test_start"]:
+        figure.add_vline(x=pd.Timestamp(start).value / 1e6, line={"color": "#94a3b8", "width": 1, "dash": "dot"})
+    figure.update_xaxes(type="date")
+    figure.update_yaxes(title_text="equity", tickformat=",.0f")
+    _style(figure, height=380)
+    return figure
+
+
+def compare_figure(result: "WalkForwardResult") -> go.Figure:
+    """Per window, the rank metric in-sample (what the choice promised) and out-of-sample (what it gave)."""
+    frame, rank = result.frame, result.rank_by
+    x = [f"#{w}" for w in frame["window"]]
+    figure = go.Figure()
+    for side, name, colour in (("is", "in-sample (best)", "#94a3b8"), ("oos", "out-of-sample", "#2563eb")):
+        values = frame[f"{side}_{rank}"].to_numpy(dtype=float) if f"{side}_{rank}" in frame else np.full(len(x), np.nan)
+        figure.add_trace(go.Bar(x=x, y=values, name=name, marker={"color": colour}))
+    figure.update_layout(barmode="group")
+    figure.update_yaxes(title_text=label(rank))
+    _style(figure, height=340)
+    return figure
 
 
 def _style(figure: go.Figure, *, height: int) -> None:
