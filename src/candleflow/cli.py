@@ -329,6 +329,7 @@ def sweep(
     from candleflow.dag.get import check_scheduler  # lazy: see the module docstring
     from candleflow.output_paths import writing  # lazy: see the module docstring
     from candleflow.sweep import load_grid, run_sweep  # lazy: see the module docstring
+    from candleflow.sweep.search import run_search  # lazy: see the module docstring
     from candleflow.sweep.display import print_top, progress_bar  # lazy: see the module docstring
     from candleflow.sweep.output import check_output  # lazy: see the module docstring
     from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost  # lazy: see the module docstring
@@ -344,15 +345,17 @@ def sweep(
         check_output(out)
     if report_path is not None:
         check_file(report_path, "--report")
-    if load_grid(grid).walk_forward is not None:
+    spec = load_grid(grid)
+    if spec.walk_forward is not None:
         _walk_forward(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace, rank_by=rank_by,
                       fail_fast=fail_fast, out=out, report_path=report_path)
         return
+    run = run_search if spec.search.method == "tpe" else run_sweep
     try:
         with progress_bar() as on_progress:
-            result = run_sweep(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
-                               rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress,
-                               max_combinations=max_combinations, max_data_bytes=_max_data_bytes(max_data_size))
+            result = run(strategy, grid, scheduler=scheduler, workers=workers, workspace=workspace,
+                         rank_by=rank_by, fail_fast=fail_fast, on_progress=on_progress,
+                         max_combinations=max_combinations, max_data_bytes=_max_data_bytes(max_data_size))
     except SchedulerLost as exc:  # keep what was computed: every row, the missing ones marked
         if out is None or exc.result is None:
             raise

@@ -41,7 +41,7 @@ from pydantic import (
 )
 
 from candleflow.config.loader import load_yaml, validation_error
-from candleflow.config.models import NAME_PATTERN, DataSource
+from candleflow.config.models import NAME_PATTERN, DataSource, PathText
 from candleflow.errors import ConfigError, check_no_nul
 from candleflow.portfolio.catalog import better
 
@@ -171,11 +171,43 @@ class WalkForward(_Strict):
                      for count, unit in (WINDOW.match(v).groups() for v in (self.train, self.test)))
 
 
+class Search(_Strict):
+    """How the grid is searched: ``grid`` (every combination), ``random`` (``trials`` distinct combinations drawn
+    with ``seed``) or ``tpe`` (Optuna's Bayesian TPE sampler, see :mod:`candleflow.sweep.search`: ``trials``
+    and/or ``timeout`` seconds, ``batch`` trials evaluated at once, the study kept in the SQLite file
+    ``storage`` so an interrupted search resumes)."""
+
+    method: Literal["grid", "random", "tpe"] = "grid"
+    trials: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    timeout: float | None = Field(default=None, gt=0)
+    batch: int | None = Field(default=None, ge=1)
+    storage: PathText | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Search":
+        if self.method == "grid":
+            given = [k for k in ("trials", "timeout", "batch", "storage") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to a random or tpe search, not to the grid "
+                                 f"(method: random or tpe)")
+        elif self.method == "random":
+            if self.trials is None:
+                raise ValueError("a random search needs 'trials'")
+            given = [k for k in ("timeout", "batch", "storage") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to a tpe search only")
+        elif self.trials is None and self.timeout is None:
+            raise ValueError("a tpe search needs a budget: 'trials', 'timeout' (seconds) or both")
+        return self
+
+
 class SweepSpec(_Strict):
     parameters: dict[str, Values] = Field(default_factory=dict)
     symbols: Annotated[list[SymbolSpec], Field(min_length=1)] | None = None
     rank: Rank = Field(default_factory=Rank)
     walk_forward: WalkForward | None = None
+    search: Search = Field(default_factory=Search)
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepSpec":
@@ -244,6 +276,33 @@ def combinations(spec: SweepSpec, *, limit: int = MAX_COMBINATIONS, file: str | 
         return [Combination(symbol, params) for symbol in (spec.symbols or [None]) for params in products]
     except MemoryError:
         raise ConfigError(f"not enough memory to list the grid's {total:,} combinations", file=file) from None
+
+
+def sample_combinations(spec: SweepSpec, trials: int, *, seed: int = 0) -> list[Combination]:
+    """``trials`` distinct combinations drawn uniformly from the grid with ``seed`` (all of them, in grid order,
+    if the grid has no more); a grid more than 4 times larger is never listed, so it may exceed memory.
+
+    >>> spec = SweepSpec.model_validate({"parameters": {"a": {"start": 1, "stop": 1000, "step": 1}, "b": [1, 2]}})
+    >>> [c.label for c in sample_combinations(spec, 3, seed=1)] == [c.label for c in sample_combinations(spec, 3, seed=1)]
+    True
+    """
+    import numpy as np  # numpy: only for a random search
+
+    total = math.prod(spec.counts())
+    rng = np.random.default_rng(seed)
+    if total <= 4 * trials:  # a small grid: list it and draw from the list
+        listed = combinations(spec, limit=total)
+        return [listed[i] for i in rng.permutation(total)[:trials]] if trials < total else listed
+    symbols, values = spec.symbols or [None], spec.values()
+    sizes = [len(symbols)] + [len(v) for v in values.values()]
+    seen, chosen = set(), []
+    while len(chosen) < trials:
+        for digits in zip(*(rng.integers(0, size, trials).tolist() for size in sizes)):
+            if digits not in seen and len(chosen) < trials:
+                seen.add(digits)
+                chosen.append(digits)
+    return [Combination(symbols[d[0]], {name: vs[i] for (name, vs), i in zip(values.items(), d[1:])})
+            for d in chosen]
 
 
 def load_grid(path: str | Path) -> SweepSpec:

@@ -50,7 +50,9 @@ from candleflow.dag.cluster import connect
 from candleflow.dag.get import LOCAL, get
 from candleflow.dag.tasks import Failed, Output, error_text
 from candleflow.errors import CandleflowError, ConfigError
-from candleflow.sweep.grid import MAX_COMBINATIONS, Rank, SweepSpec, combinations, load_grid
+from candleflow.sweep.grid import (
+    MAX_COMBINATIONS, Combination, Rank, SweepSpec, combinations, load_grid, sample_combinations,
+)
 from candleflow.sweep.output import write_table
 from candleflow.sweep.plan import PlannedCombination, SweepPlan, plan_sweep
 
@@ -120,7 +122,8 @@ class SchedulerLost(CandleflowError):
 def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client: Client | None = None,
               scheduler: str | None = None, workers: int | None = None, workspace: str | Path | None = None,
               rank_by: str | None = None, fail_fast: bool = False, on_progress: Progress | None = None,
-              max_combinations: int = MAX_COMBINATIONS, max_data_bytes: int | None = None) -> SweepResult:
+              max_combinations: int = MAX_COMBINATIONS, max_data_bytes: int | None = None,
+              only: list[Combination] | None = None) -> SweepResult:
     """Backtest every combination of ``grid`` on Dask and rank the results.
 
     Runs on ``client`` if given, else on ``scheduler``: ``threads``, ``sync`` or
@@ -131,6 +134,7 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     A grid of more than ``max_combinations`` is refused before it is expanded;
     ``max_data_bytes`` bounds each data file (see :func:`~candleflow.data.loader.load_candles`).
     A scheduler lost mid-sweep raises :class:`SchedulerLost`, whose ``result`` has every row.
+    ``only``: these combinations instead of the grid's (a search's batch, :mod:`candleflow.sweep.search`).
     """
     if client is not None and (scheduler is not None or workers is not None):
         raise ValueError("give either client or scheduler/workers, not both")
@@ -141,7 +145,7 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
     if spec.walk_forward is not None:  # one sweep would ignore it
         raise ConfigError("the grid has a walk_forward section: run it with run_walk_forward (the sweep command "
                           "does)", file=grid_file)
-    listed = combinations(spec, limit=max_combinations, file=grid_file)
+    listed = only if only is not None else _listed(spec, limit=max_combinations, file=grid_file)
     local = scheduler in LOCAL and client is None
     plan = plan_sweep(strategy_file, listed, workspace=workspace, max_data_bytes=max_data_bytes, tolerant=local,
                       grid_file=grid_file or "<grid>")
@@ -163,6 +167,18 @@ def run_sweep(strategy_file: str | Path, grid: SweepSpec | str | Path, *, client
                              spec.parameters, rank, started)
         raise
     return _result(plan, outcomes, spec.parameters, rank, started)
+
+
+def _listed(spec: SweepSpec, *, limit: int, file: str | None) -> list[Combination]:
+    """The combinations to run: the whole grid, or a random search's draw (its ``trials`` bounded by ``limit``)."""
+    if spec.search.method == "tpe":  # it chooses as it goes: candleflow.sweep.search
+        raise ConfigError("the grid asks for a tpe search: run it with run_search (the sweep command does)", file=file)
+    if spec.search.method == "random":
+        if spec.search.trials > limit:
+            raise ConfigError(f"search.trials is {spec.search.trials:,}, more than the {limit:,} combinations "
+                              f"allowed; raise the limit with --max-combinations", file=file)
+        return sample_combinations(spec, spec.search.trials, seed=spec.search.seed)
+    return combinations(spec, limit=limit, file=file)
 
 
 def _result(plan: SweepPlan, outcomes: dict[str, Outcome], parameters: dict[str, Any], rank: Rank,
