@@ -334,7 +334,6 @@ def sweep(
     from candleflow.sweep.output import check_output  # lazy: see the module docstring
     from candleflow.sweep.run import NOT_COMPUTED, SchedulerLost  # lazy: see the module docstring
     from candleflow.output_paths import check_file  # lazy: see the module docstring
-    from candleflow.visualize import write_sweep_report  # lazy: see the module docstring
 
     if scheduler is not None:
         check_scheduler(scheduler)
@@ -362,12 +361,7 @@ def sweep(
         with writing(out, "the sweep table"):
             exc.result.write(out)
         raise CandleflowError(f"{exc}; {out} has every row, those not computed with error '{NOT_COMPUTED}'") from None
-    if out is not None:
-        with writing(out, "the sweep table"):
-            result.write(out)
-    if report_path is not None:
-        with writing(report_path, "the sweep report"):
-            write_sweep_report(result, report_path, title=strategy.name)
+    _write_sweep_files(result, out=out, report_path=report_path, title=strategy.name, what="sweep")
     print_top(result, top=top, out=out, report=report_path)
     if result.failed == len(result.frame):
         raise CandleflowError(f"all {result.failed} combinations failed; first: {result.first_failure()}")
@@ -375,19 +369,25 @@ def sweep(
 
 def _walk_forward(strategy: Path, grid: Path, *, out: Path | None, report_path: Path | None, **options) -> None:
     """``sweep`` on a grid with a ``walk_forward`` section: the analysis, its table, its files."""
-    from candleflow.output_paths import writing  # lazy: see the module docstring
     from candleflow.sweep.display import print_walk_forward  # lazy: see the module docstring
     from candleflow.sweep.walkforward import run_walk_forward  # lazy: see the module docstring
-    from candleflow.visualize import write_sweep_report  # lazy: see the module docstring
 
     result = run_walk_forward(strategy, grid, **options)
+    _write_sweep_files(result, out=out, report_path=report_path, title=strategy.name, what="walk-forward")
+    print_walk_forward(result, out=out, report=report_path)
+
+
+def _write_sweep_files(result, *, out: Path | None, report_path: Path | None, title: str, what: str) -> None:
+    """A sweep's or walk-forward's table (``--out``) and HTML report (``--report``), each written atomically."""
+    from candleflow.output_paths import writing  # lazy: see the module docstring
+    from candleflow.visualize import write_sweep_report  # lazy: see the module docstring
+
     if out is not None:
-        with writing(out, "the walk-forward table"):
+        with writing(out, f"the {what} table"):
             result.write(out)
     if report_path is not None:
-        with writing(report_path, "the walk-forward report"):
-            write_sweep_report(result, report_path, title=strategy.name)
-    print_walk_forward(result, out=out, report=report_path)
+        with writing(report_path, f"the {what} report"):
+            write_sweep_report(result, report_path, title=title)
 
 
 @app.command()

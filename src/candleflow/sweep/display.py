@@ -58,10 +58,7 @@ def print_top(result: SweepResult, *, top: int, out: Path | None = None, report:
     uses, tasks = result.shared.get("indicator", (0, 0))
     console.print(f"{len(result.frame)} combinations, {result.failed} failed, {result.seconds:.1f} s; "
                   f"{tasks} indicator tasks served {uses} uses ({result.deduplicated('indicator')} deduplicated)")
-    if out is not None:
-        console.print(f"results written to {out}")
-    if report is not None:
-        console.print(f"report written to {report}")
+    _print_written(console, out=out, report=report)
 
 
 def print_walk_forward(result: "WalkForwardResult", *, out: Path | None = None, report: Path | None = None) -> None:
@@ -85,6 +82,10 @@ def print_walk_forward(result: "WalkForwardResult", *, out: Path | None = None, 
     stitched = ", ".join(f"{m} {format_metric(m, result.metrics[m])}" for m in ("total_return", "sharpe", "max_drawdown"))
     console.print(f"out-of-sample, stitched: {stitched}, {len(result.trades)} trades; walk-forward efficiency "
                   f"{format_metric('sharpe', result.efficiency)}")
+    _print_written(console, out=out, report=report)
+
+
+def _print_written(console, *, out: Path | None, report: Path | None) -> None:
     if out is not None:
         console.print(f"results written to {out}")
     if report is not None:
