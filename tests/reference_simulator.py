@@ -33,6 +33,7 @@ class OpenTrade:
     size: float
     entry_bar: int
     entry_price: float  # the fill, costs included
+    entry_raw: float  # the price the entry filled at before spread and slippage
     entry_commission: float
     stop_loss: float  # NaN: none
     take_profit: float  # NaN: none
@@ -57,7 +58,7 @@ class PendingOrder:
 @dataclass
 class ReferenceResult:
     trades: list[tuple]  # (side, size, entry_bar, entry_price, exit_bar, exit_price, pnl, return_pct,
-    #                        commission, exit_reason), as Simulation.trades
+    #                        commission, spread_slippage, exit_reason), as Simulation.trades
     cash: list[float]  # after each candle
     position: list[float]  # signed units after each candle
     notes: Counter = field(default_factory=Counter)
@@ -220,8 +221,8 @@ class ReferenceSimulator:
                     self.close_trade(trade, bar, self.closes[bar], "end")
             cash.append(self.cash)
             position.append(sum(t.side * t.size for t in self.open_trades))
-        for trade in self.open_trades:  # still open: marked at the last close, entry commission only
-            self.record(trade, n - 1, self.closes[-1], 0.0, "open")
+        for trade in self.open_trades:  # still open: marked at the last close, no exit fill, so no exit costs
+            self.record(trade, n - 1, self.closes[-1], self.closes[-1], 0.0, "open")
         return ReferenceResult(self.log, cash, position, self.notes)
 
     # -- phases ---------------------------------------------------------------------------------------------
@@ -324,7 +325,7 @@ class ReferenceSimulator:
         if risk.break_even is not None:
             break_even_at = fill * (1 + risk.break_even) if side == LONG else fill * (1 - risk.break_even)
         due = bar + risk.max_bars if risk.max_bars is not None else None
-        self.open_trades.append(OpenTrade(side, size, bar, fill, paid, stop_loss, take_profit, trailing,
+        self.open_trades.append(OpenTrade(side, size, bar, fill, price, paid, stop_loss, take_profit, trailing,
                                           break_even_at, False, first_check, due))
 
     def size_for(self, side: int, price: float, fill: float, stop_loss: float, trailing: float) -> float | None:
@@ -362,7 +363,7 @@ class ReferenceSimulator:
         paid = commission(self.execution, trade.size, fill)
         self.cash += trade.side * trade.size * fill - paid
         self.open_trades.remove(trade)
-        self.record(trade, bar, fill, paid, reason)
+        self.record(trade, bar, fill, price, paid, reason)
 
     def close_part(self, trade: OpenTrade, fraction: float, bar: int, price: float) -> None:
         """A partial exit: ``fraction`` of the trade (whole units with ``whole_units``) is logged as a trade
@@ -380,17 +381,21 @@ class ReferenceSimulator:
         paid = commission(self.execution, part, fill)
         self.cash += trade.side * part * fill - paid
         share = trade.entry_commission * part / trade.size
-        closed = OpenTrade(trade.side, part, trade.entry_bar, trade.entry_price, share, math.nan, math.nan, math.nan,
-                           math.nan, False, 0, None)
-        self.record(closed, bar, fill, paid, "partial")
+        closed = OpenTrade(trade.side, part, trade.entry_bar, trade.entry_price, trade.entry_raw, share, math.nan,
+                           math.nan, math.nan, math.nan, False, 0, None)
+        self.record(closed, bar, fill, price, paid, "partial")
         trade.size -= part
         trade.entry_commission -= share
 
-    def record(self, trade: OpenTrade, bar: int, exit_price: float, exit_commission: float, reason: str) -> None:
+    def record(self, trade: OpenTrade, bar: int, exit_price: float, exit_raw: float, exit_commission: float,
+               reason: str) -> None:
+        """Log ``trade`` left at ``exit_price`` (the fill; ``exit_raw`` before spread and slippage)."""
         total = trade.entry_commission + exit_commission
         pnl = trade.side * trade.size * (exit_price - trade.entry_price) - total
+        paid_in_prices = [abs(trade.entry_price - trade.entry_raw), abs(exit_price - exit_raw)]  # per unit, per fill
+        spread_slippage = paid_in_prices[0] * trade.size + paid_in_prices[1] * trade.size
         self.log.append(("long" if trade.side == LONG else "short", trade.size, trade.entry_bar, trade.entry_price,
-                         bar, exit_price, pnl, pnl / (trade.size * trade.entry_price), total, reason))
+                         bar, exit_price, pnl, pnl / (trade.size * trade.entry_price), total, spread_slippage, reason))
 
 
 def reference_simulate(candles, actions, **settings) -> ReferenceResult:

@@ -434,7 +434,7 @@ def test_report_on_a_malformed_metrics_json(results, tmp_path):
     ("nodes.json", '[{"name": "x", "kind": "indicator", "key": "k", "colour": "red"}]',
      "nodes.json: [0].colour: Unexpected keyword argument"),
     ("trades.csv", "x\n1\n", "trades.csv: missing column(s): side, size, entry_bar, entry_time, entry_price, exit_bar, "
-                             "exit_time, exit_price, pnl, return_pct, commission, exit_reason"),
+                             "exit_time, exit_price, pnl, return_pct, commission, spread_slippage, exit_reason"),
     ("equity.csv", "time,equity,drawdown,position\nnot-a-time,1,0,0\n", "equity.csv: row 2: 'time' value 'not-a-time' is not a time"),
     ("equity.csv", "time,equity,drawdown,position\n2024-01-01T00:00:00Z,rich,0,0\n",
      "equity.csv: row 2: column 'equity' has a non-numeric value 'rich'"),

@@ -50,7 +50,8 @@ def test_compute_metrics_returns_exactly_the_catalog(pnl):
     trades = pd.DataFrame({"pnl": pd.Series(pnl, dtype=float), "return_pct": pd.Series(pnl, dtype=float) / 100,
                            "exit_reason": pd.Series(["signal"] * n, dtype=object),
                            "side": pd.Series(["long", "short"][:n], dtype=object), "entry_time": index(3)[:n],
-                           "exit_time": index(3)[1:n + 1], "commission": np.zeros(n)})
+                           "exit_time": index(3)[1:n + 1], "commission": np.zeros(n),
+                           "spread_slippage": np.zeros(n)})
     metrics = compute_metrics(equity, trades, np.array([0.0, 1.0, 0.0]), initial_cash=100.0, close=np.ones(3))
     assert set(metrics) == set(CATALOG)  # no metric without a definition, no definition without a metric
 

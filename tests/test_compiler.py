@@ -50,6 +50,29 @@ rules: {entry: {golden_cross: buy, band.breakout_up: buy}, exit: {breakout_down:
     assert compiled.plans["cross"].yaml_path == "signals[0]"
 
 
+def test_every_script_node_has_an_edge_from_the_candles(tmp_path):
+    """A script reads every candle (CANDLE_DATA) whatever its inputs: the graph has that edge, the plan does not
+    bind it (the runner hands the candles over itself)."""
+    (tmp_path / "s.py").write_text("print('INDICATOR_START')\n")
+    compiled = compile_text("""\
+indicators:
+  - {name: plain, component: script, path: s.py}
+  - {name: with_close, component: script, path: s.py, inputs: [close]}
+  - {name: fast, component: sma}
+signals:
+  - {name: cross, component: ma_crossover, inputs: [fast, plain]}
+rules: {entry: {golden_cross: buy}}
+""", tmp_path)
+    graph = compiled.graph
+    assert graph.edges[CANDLES, "plain"]["bindings"] == [Binding("CANDLE_DATA", CANDLES)]
+    assert graph.edges[CANDLES, "with_close"]["bindings"] == [Binding("close", CANDLES, "close"),
+                                                              Binding("CANDLE_DATA", CANDLES)]
+    assert compiled.plans["plain"].bindings == () and compiled.plans["with_close"].bindings == (
+        Binding("close", CANDLES, "close"),)
+    assert not graph.has_edge(CANDLES, "cross")  # a built-in reads only what it binds
+    assert graph.edges[CANDLES, "fast"]["bindings"] == [Binding("close", CANDLES, "close")]
+
+
 def test_three_independent_mistakes_are_reported_together(tmp_path):
     err = compile_error("""\
 indicators:

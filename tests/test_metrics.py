@@ -20,14 +20,15 @@ def daily(values) -> pd.Series:
 
 
 def trades(pnl, return_pct, exit_reason=None, side=None) -> pd.DataFrame:
-    """A trade log: trade k is entered on day k and left on day k + 1, commission 1 each (side long unless told)."""
+    """A trade log: trade k is entered on day k and left on day k + 1, commission 1 and spread and slippage 0.5
+    each (side long unless told)."""
     n = len(pnl)
     return pd.DataFrame({"pnl": pd.Series(pnl, dtype=float), "return_pct": pd.Series(return_pct, dtype=float),
                          "exit_reason": pd.Series(exit_reason or ["signal"] * n, dtype=object),
                          "side": pd.Series(side or ["long"] * n, dtype=object),
                          "entry_time": pd.date_range("2024-01-01", periods=n, freq="1D", tz="UTC"),
                          "exit_time": pd.date_range("2024-01-02", periods=n, freq="1D", tz="UTC"),
-                         "commission": np.ones(n)})
+                         "commission": np.ones(n), "spread_slippage": np.full(n, 0.5)})
 
 
 EQUITY = daily([110.0, 99.0, 121.0, 96.8])
@@ -58,6 +59,7 @@ def test_hand_computed_metrics():
     assert m["max_drawdown_duration"] == 2.0 and m["avg_drawdown_duration"] == 1.5
     assert m["equity_peak"] == 121.0 and m["best_trade"] == 0.2 and m["worst_trade"] == -0.1
     assert m["expectancy"] == pytest.approx(15 / 4) and m["commissions"] == 5.0  # the open trade's included
+    assert m["costs"] == 2.5  # 5 x 0.5, the open trade's included
     assert m["kelly"] == pytest.approx(0.5 - 0.5 / (15 / 7.5))
     assert m["sqn"] == pytest.approx(2 * np.mean([10, -5, 20, -10]) / np.std([10, -5, 20, -10], ddof=1))
     assert all(isinstance(v, (int, float)) and not isinstance(v, np.generic) for v in m.values())
@@ -86,7 +88,7 @@ def test_no_trades_and_flat_equity():
                 "long_win_rate", "short_win_rate", "buy_hold_return"):  # no closes given: no buy & hold
         assert math.isnan(m[key]), key
     assert m["avg_drawdown"] == m["max_drawdown_duration"] == m["avg_drawdown_duration"] == 0.0
-    assert m["return_ann"] == m["volatility_ann"] == m["commissions"] == m["long_pnl"] == 0.0
+    assert m["return_ann"] == m["volatility_ann"] == m["commissions"] == m["costs"] == m["long_pnl"] == 0.0
     assert m["long_trades"] == m["short_trades"] == 0 and m["duration_days"] == 4.0
 
 
@@ -182,6 +184,7 @@ def reference_statistics(values, index, log, initial_cash, close, periods_per_ye
         "max_trade_duration": max(lengths, default=math.nan),
         "avg_trade_duration": statistics.fmean(lengths) if lengths else math.nan,
         "commissions": sum(t["commission"] for t in log),
+        "costs": sum(t["spread_slippage"] for t in log),
     }
     for side in ("long", "short"):
         mine = [t["pnl"] for t in closed if t["side"] == side]
@@ -195,6 +198,7 @@ TRADE = st.fixed_dictionaries({
     "return_pct": st.floats(-0.5, 0.5),
     "side": st.sampled_from(["long", "short"]), "exit_reason": st.sampled_from(["signal", "stop_loss", "open"]),
     "start": st.integers(0, 10), "bars": st.integers(0, 10), "commission": st.floats(0, 2),
+    "spread_slippage": st.floats(0, 2),
 })
 
 
@@ -220,4 +224,5 @@ def test_statistics_match_a_slow_reference(values, hours, log, initial_cash, per
         assert isinstance(m[key], (int, float)) and not isinstance(m[key], np.generic), key
 
 
-TRADE_COLUMNS_USED = ("pnl", "return_pct", "side", "exit_reason", "entry_time", "exit_time", "commission")
+TRADE_COLUMNS_USED = ("pnl", "return_pct", "side", "exit_reason", "entry_time", "exit_time", "commission",
+                      "spread_slippage")

@@ -4,7 +4,8 @@ actions (both sides, whole and partial exits) and settings drawn from every opti
 each order type and exit rule.
 
 Comparison (:func:`assert_same`): the trade list exactly in count, sides, bars and exit reasons, and the notes
-exactly; the numbers (sizes, prices, P&L, commission, cash and position after every candle) exactly (``==``)
+exactly; the numbers (sizes, prices, P&L, commission, spread and slippage, cash and position after every candle)
+exactly (``==``)
 when the settings have no costs, where both compute the same products of the same inputs, else to 1e-9
 relative (the two write the cost arithmetic in different orders).
 """
@@ -157,9 +158,9 @@ def cases(draw):
 
 # -- comparison ------------------------------------------------------------------------------------------------------
 TEXT, BARS = ("side", "exit_reason"), ("entry_bar", "exit_bar")
-NUMBERS = ("size", "entry_price", "exit_price", "pnl", "return_pct", "commission")
+NUMBERS = ("size", "entry_price", "exit_price", "pnl", "return_pct", "commission", "spread_slippage")
 ROW = ("side", "size", "entry_bar", "entry_price", "exit_bar", "exit_price", "pnl", "return_pct", "commission",
-       "exit_reason")
+       "spread_slippage", "exit_reason")
 
 
 def costs_free(execution: Execution) -> bool:
@@ -430,6 +431,32 @@ def test_close_at_end_pays_the_exit_costs():
     sim = run(rows, {0: 1}, cash=10_010.0, execution=Execution(commission=0.001, close_at_end=True))
     assert_trades(sim, [("long", 100, 1, 100, 2, 105, 479.5, "end")])
     assert sim.equity.iloc[-1] == pytest.approx(10_010 + 479.5)
+
+
+HALF_A_UNIT = Execution(spread=PriceCost(units=0.5), slippage=PriceCost(units=0.25))  # 0.25 + 0.25 a fill
+
+
+def test_spread_slippage_on_every_fill_path():
+    # Each fill 0.5 worse than its price, 10 units.  Bought at bar 1's open 100 (fill 100.5, stop 99.495); half
+    # closed at bar 2's open 100 (fill 99.5): 5 x 0.5 + 5 x 0.5 = 5; the rest stopped at its level on bar 3:
+    # 5 again.  Bought at bar 4's open, gapped through its stop at bar 5's open 95 (fill 94.5): 10 x 0.5 x 2 = 10.
+    # Bought at bar 6's open 95 and still open at the end: its entry only, 10 x 0.5 = 5.
+    rows = [FLAT, FLAT, FLAT, (100, 100, 99, 99.5), FLAT, (95, 96, 94, 95), (95, 95, 95, 95)]
+    sim = run(rows, {0: 1, 3: 1, 5: 1}, {1: 1}, parts={1: 0.5}, sizing=fixed(10), execution=HALF_A_UNIT,
+              risk=Risk(stop_loss=0.01))
+    assert_trades(sim, [("long", 5, 1, 100.5, 2, 99.5, -5, "partial"),
+                        ("long", 5, 1, 100.5, 3, 99.495 - 0.5, 5 * (98.995 - 100.5), "stop_loss"),
+                        ("long", 10, 4, 100.5, 5, 94.5, -60, "stop_loss"),
+                        ("long", 10, 6, 95.5, 6, 95, -5, "open")])
+    assert sim.trades["spread_slippage"].tolist() == pytest.approx([5, 5, 10, 5], rel=1e-12)
+    assert sim.metrics["costs"] == pytest.approx(25, rel=1e-12)
+    # a short limit filled at its level (101, fill 100.5) and its take-profit at its level (99.495, fill 99.995)
+    rows = [FLAT, (100, 102, 100, 101), (100, 100, 99, 99)]
+    orders = Orders(entry=EntryOrder(type="limit", offset=Distance(fraction=0.01)))
+    sim = run(rows, {0: -1}, sizing=fixed(10), execution=HALF_A_UNIT, orders=orders,
+              risk=Risk(take_profit=0.01, allow_short=True))
+    assert_trades(sim, [("short", 10, 1, 100.5, 2, 99.495 + 0.5, 10 * (100.5 - 99.995), "take_profit")])
+    assert sim.trades["spread_slippage"].tolist() == pytest.approx([10], rel=1e-12)
 
 
 # -- cases where a fast engine once disagreed with the reference (the event-skipping one, or the kernel's notes) --

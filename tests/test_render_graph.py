@@ -84,6 +84,19 @@ rules: {entry: {golden_cross: buy}, exit: {death_cross: close}}
     assert "script:my_sma.py" in source and "period=30" in source
 
 
+def test_a_script_strategy_draws_the_candles_every_script_reads_and_the_evaluators_settings(repo, tmp_path):
+    compiled = prepare(repo / "strategies" / "ma_crossover_script.yaml")[0]
+    scripts = sorted(name for name, plan in compiled.plans.items() if plan.script is not None)
+    assert scripts == ["death", "golden", "sma_fast", "sma_slow"]
+    source = html.unescape(render_graph(compiled, tmp_path / "g.dot").read_text())
+    for name in scripts:
+        assert f'candles -> {name} [label=" CANDLE_DATA "]' in source, name
+    # the evaluator: its costs, sizing and stops, as the strategy sets them
+    for text in ("fill next_open · commission 0.0002 · spread 8e-05 · slippage 1e-05", "size fraction 1",
+                 "stop-loss 0.01 · take-profit 0.02"):
+        assert text in source, text
+
+
 def test_stats_annotate_time_cache_signals_trades_failures_and_skips(compiled, tmp_path):
     stats = {
         "sma_fast": NodeStats("sma_fast", "indicator", "k1", cache="miss", status="ok", seconds=0.0123),

@@ -84,6 +84,23 @@ def test_non_finite_metrics_come_back_as_floats(folder, tmp_path):
     assert math.isnan(metrics["sharpe"]) and metrics["profit_factor"] == math.inf and metrics["sortino"] == -math.inf
 
 
+def test_a_folder_written_before_a_column_was_added_still_reads(result, any_folder, tmp_path):
+    """trades.csv without ``spread_slippage`` and metrics.json without ``costs``, as an older version wrote them."""
+    out = copy(any_folder, tmp_path)
+    trades = pd.read_csv(out / "trades.csv")
+    assert SCHEMA["trades"].added == ("spread_slippage",)
+    trades.drop(columns=["spread_slippage"]).to_csv(out / "trades.csv", index=False)
+    saved = json.loads((out / "metrics.json").read_text())
+    del saved["metrics"]["costs"]
+    (out / "metrics.json").write_text(json.dumps(saved))
+    files = read_results(out)
+    assert list(files["trades"].columns) == list(SCHEMA["trades"].columns)
+    assert files["trades"]["spread_slippage"].isna().all() and len(files["trades"]) == len(result.trades) > 0
+    pd.testing.assert_frame_equal(files["trades"].drop(columns=["spread_slippage"]),
+                                  result.trades.drop(columns=["spread_slippage"]), check_dtype=False, check_exact=True)
+    assert "costs" not in files["metrics"]["metrics"]
+
+
 def drop_column(name: str, column: str):
     def edit(out):
         path = out / name

@@ -47,17 +47,18 @@ def test_a_series_file_round_trips_exactly(tmp_path, fmt, values):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=st.lists(st.tuples(*[FLOATS] * 5), min_size=1, max_size=20))
+@given(values=st.lists(st.tuples(*[FLOATS] * 6), min_size=1, max_size=20))
 def test_the_trades_csv_round_trips_exactly(tmp_path, values):
     floats = np.array(values, dtype="float64")
     times = pd.date_range("2024-01-01", periods=len(values), freq="h", tz="UTC")
     trades = pd.DataFrame({"side": "long", "size": floats[:, 0], "entry_bar": 0, "entry_time": times,
                            "entry_price": floats[:, 1], "exit_bar": 1, "exit_time": times, "exit_price": floats[:, 2],
-                           "pnl": floats[:, 3], "return_pct": floats[:, 4], "commission": 0.5, "exit_reason": "signal"})
+                           "pnl": floats[:, 3], "return_pct": floats[:, 4], "commission": 0.5,
+                           "spread_slippage": floats[:, 5], "exit_reason": "signal"})
     path = tmp_path / "trades.csv"
     path.write_bytes(_render(SCHEMA["trades"], trades[TRADE_COLUMNS]))
     back = _read(SCHEMA["trades"], path)
-    for column in ("size", "entry_price", "exit_price", "pnl", "return_pct"):
+    for column in ("size", "entry_price", "exit_price", "pnl", "return_pct", "spread_slippage"):
         assert same_bits(back[column].to_numpy(dtype="float64"), trades[column].to_numpy(), signed_zeros=False), column
 
 

@@ -149,6 +149,43 @@ def test_keys_change_when_a_workspace_component_is_edited_in_the_same_process(tm
     pd.testing.assert_series_equal(second.values["fast"], first.values["fast"] / 2)
 
 
+def test_every_key_follows_the_candles(repo, tmp_path):
+    """Every task reads the candles, so every key changes with them: script nodes (which bind no candle column)
+    and nodes that read only a reference series, down to the evaluator."""
+    generate_candles(50, seed=1).to_csv(tmp_path / "ref.csv")
+    (tmp_path / "s.yaml").write_text(textwrap.dedent("""\
+        name: on_a_reference
+        symbol: TEST
+        timeframe: 1h
+        data: {sample: eurusd_1h}
+        references: {spx: {path: ref.csv}}
+        indicators:
+          - {name: a, component: sma, params: {period: 5}, inputs: [spx.close]}
+          - {name: b, component: sma, params: {period: 9}, inputs: [spx.close]}
+        signals:
+          - {name: cross, component: ma_crossover, inputs: [a, b]}
+        rules: {entry: {golden_cross: buy}}
+        """))
+    for strategy in (repo / "strategies" / "ma_crossover_script.yaml", tmp_path / "s.yaml"):
+        compiled, _ = prepare(strategy)
+        first, second = node_keys(compiled, "candles-one"), node_keys(compiled, "candles-two")
+        computed = [*compiled.plans, EVALUATOR]  # not the reference: its key is its file's content
+        assert len(computed) >= 4 and all(first[name] != second[name] for name in computed), strategy
+
+
+def test_a_cached_script_strategy_run_on_other_candles_is_computed_again(repo):
+    """It once hit every node (no key read the candles) and gave the first candles' trades for the second."""
+    compiled, _ = prepare(repo / "strategies" / "ma_crossover_script.yaml")
+    candles = _candles(compiled)
+    cache = NodeCache()
+    run_compiled(compiled, candles.iloc[:600], cache=cache, scheduler="sync")
+    again = run_compiled(compiled, candles.iloc[300:900], cache=cache, scheduler="sync")
+    fresh = run_compiled(compiled, candles.iloc[300:900], scheduler="sync")
+    assert {s.cache for s in again.stats.values()} == {"miss"}
+    assert len(fresh.trades) > 0
+    pd.testing.assert_frame_equal(again.trades, fresh.trades)
+
+
 def test_evaluator_key_follows_the_evaluator_code(workspace, monkeypatch):
     from candleflow.dag import build as build_module
 

@@ -23,6 +23,9 @@ CSV's shortest round-trip text), so what is read back equals what the run had.
 :func:`read_results` checks every file it reads back (JSON of the expected shape, CSVs with the
 schema's columns, times that parse, numbers that are numbers), so a damaged folder is one
 DataError naming the file and the row or JSON path, never a traceback from deep in the report.
+A column a later version added (:attr:`ResultFile.added`: trades' ``spread_slippage``) may be
+absent, so a folder written before it still reads, with that column NaN (not known); an older
+``metrics.json`` simply lacks the newer metrics.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class ResultFile:
     times: tuple[str, ...] = ()  # csv: the columns holding UTC times
     numbers: str | None = None  # json: the member mapping names to numbers (NaN as null, inf as "inf")
     numeric: tuple[str, ...] | Literal["all"] = ()  # csv: the columns that must hold numbers
+    added: tuple[str, ...] = ()  # columns a later version added: absent from an older folder, read back as NaN
     optional: bool = False
     series: bool = False  # one row per candle: Parquet by default, CSV by choice (SERIES_FORMATS)
 
@@ -97,7 +101,7 @@ RESULT_FILES: tuple[ResultFile, ...] = (
     ResultFile("metrics.json", "json", "the metrics and the run's info (strategy, symbol, candles, start, end)",
                numbers="metrics"),
     ResultFile("trades.csv", "csv", "one row per trade", columns=tuple(TRADE_COLUMNS),
-               times=("entry_time", "exit_time"),
+               times=("entry_time", "exit_time"), added=("spread_slippage",),
                numeric=tuple(c for c in TRADE_COLUMNS if c not in ("side", "exit_reason", "entry_time", "exit_time"))),
     ResultFile("equity.parquet", "parquet", "equity, drawdown and position after each candle", index="time",
                columns=("equity", "drawdown", "position"), numeric="all", series=True),
@@ -417,8 +421,10 @@ def _checked_frame(file: ResultFile, frame: pd.DataFrame) -> pd.DataFrame:
     """A CSV or Parquet file's frame checked and typed as the schema says (times UTC, numbers numbers)."""
     expected = [*([file.index] if file.index else []), *(file.columns or ())]
     missing = [column for column in expected if column not in frame.columns]
-    if missing:
+    if any(column not in file.added for column in missing):
         raise _Bad(f"missing column(s): {', '.join(missing)}")
+    for column in missing:  # a folder written before the column was added: unknown, in the schema's place
+        frame.insert(min(expected.index(column), len(frame.columns)), column, np.nan)
     for column in file.times:
         frame[column] = _times(frame[column])
     for column in frame.columns if file.numeric == "all" else file.numeric:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 CANDLES = "candles"
 EVALUATOR = "evaluator"
+SCRIPT_CANDLES = "CANDLE_DATA"  # what a script node reads of the candles node: every candle, as that env var
 PRICE_COLUMNS = ("open", "high", "low", "close")
 CANDLE_COLUMNS = (*PRICE_COLUMNS, "volume")
 SIGNAL_COLUMNS = ("bar", "signal_type", "strength", "metadata")

@@ -8,8 +8,9 @@ backtesting.py set to candleflow's conventions (README "How orders fill"):
 * ``finalize_trades=False``: a position still open after the last candle stays open and is
   marked at the last close, as in candleflow (``exit_reason == "open"``).
 * ``commission=c``: a fraction of notional on each side, as in candleflow.
-* ``spread=0`` on both sides: backtesting.py's spread is relative to the price, candleflow's
-  is in price units.
+* ``spread=0`` on both sides, but in ``test_spread_paid_matches_backtesting_py``: backtesting.py's
+  spread is a rate of the price paid once, on a new trade's entry fill (its exits fill at the raw
+  price); candleflow's ``{bps: b}`` moves every fill by half of it.
 * Sizing: ``buy(size=0.99)`` buys whole units with 99 % of the equity available at the fill,
   commission included: candleflow ``{method: fraction, value: 0.99, whole_units: true}``
   (backtesting.py reads a size of 1 or more as a number of units, so the fraction is < 1).
@@ -76,8 +77,8 @@ def _levels(fill: float, side: int, stop_loss: float | None, take_profit: float 
     return levels
 
 
-def run_peer(data: pd.DataFrame, strategy: type[Strategy], *, trade_on_close: bool):
-    backtest = Backtest(data, strategy, cash=CASH, commission=COMMISSION, spread=0.0, exclusive_orders=True,
+def run_peer(data: pd.DataFrame, strategy: type[Strategy], *, trade_on_close: bool, spread: float = 0.0):
+    backtest = Backtest(data, strategy, cash=CASH, commission=COMMISSION, spread=spread, exclusive_orders=True,
                         trade_on_close=trade_on_close, finalize_trades=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "some trades remain open": that is the convention being matched
@@ -121,6 +122,41 @@ def test_sma_crossover_matches_backtesting_py(goog, fill, allow_short):
         # it books a close fill on the next bar's record, so there only the end point is compared
         np.testing.assert_allclose(result.equity.to_numpy(), stats._equity_curve["Equity"].to_numpy(),
                                    rtol=1e-9, atol=0)
+
+
+def test_spread_paid_matches_backtesting_py(goog):
+    """``spread_slippage`` against the fill prices backtesting.py's ``spread`` gives the same trades.
+
+    backtesting.py fills a new trade at ``price x (1 + side x rate)`` and exits at the raw price;
+    candleflow's ``spread: {bps: 2 x rate x 10,000}`` moves each fill by ``rate x price``.  Long/short with
+    fixed units, so every exit is a reversal: at that bar backtesting.py's new trade fills where candleflow's
+    exit of the old one does (the same side, the same price), and every candleflow fill has a peer fill.
+    The raw prices come from the peer run without spread (the same trades: signals from the closes).
+    """
+    rate, units = 0.001, 10
+    result = run_candleflow("sma_crossover.yaml", goog, fast=FAST, slow=SLOW, fill="next_open",
+                            commission=COMMISSION, sizing_method="fixed", sizing_value=units, whole_units=False,
+                            allow_short=True, cash=CASH, spread=f"{{bps: {2 * rate * 10_000:g}}}")
+    strategy = peer_strategy(allow_short=True, size=units)
+    priced, raw = (run_peer(goog, strategy, trade_on_close=False, spread=spread) for spread in (rate, 0.0))
+    mine, theirs, plain = ours(closed_trades(result.trades)), peer_trades(priced), peer_trades(raw)
+    assert len(mine) >= 40
+    same = ["entry_bar", "exit_bar", "signed_size"]
+    assert_frames_equal(mine, theirs, exact=same, close=["entry_price"], rtol=1e-12)  # x (1 + r) vs + x r
+    assert_frames_equal(plain, theirs, exact=[*same, "exit_price"], close=[])  # the peer's exits: raw prices
+    np.testing.assert_array_equal(mine["exit_bar"][:-1], mine["entry_bar"][1:])  # every exit a reversal
+    still_open = open_trade(result.trades)
+    peer_open, raw_open = priced._strategy.trades, raw._strategy.trades
+    assert len(still_open) == len(peer_open) == len(raw_open) == 1
+    # every fill as the peer prices it, and its raw price: trade k's entry, then its exit = trade k+1's entry
+    fills = np.append(theirs["entry_price"].to_numpy(), peer_open[0].entry_price)
+    prices = np.append(plain["entry_price"].to_numpy(), raw_open[0].entry_price)
+    paid = np.abs(fills - prices) * units  # per fill
+    np.testing.assert_allclose(mine["exit_price"], fills[1:], rtol=1e-12)
+    np.testing.assert_allclose(mine["spread_slippage"], paid[:-1] + paid[1:], rtol=1e-9, atol=0)
+    assert still_open["spread_slippage"][0] == pytest.approx(paid[-1], rel=1e-9, abs=0)  # its entry only
+    # in total: the peer's fills, the first entry once and every reversal's twice (candleflow's exit and entry)
+    assert result.metrics["costs"] == pytest.approx(paid[0] + 2 * paid[1:].sum(), rel=1e-9, abs=0)
 
 
 def _stop_bars(trades: pd.DataFrame, candles: pd.DataFrame) -> tuple[int, int]:

@@ -4,9 +4,11 @@ Algorithm
 ---------
 1. *Key* every node top-down (:func:`node_keys`): ``tokenize`` of what
    determines its output -- the component's source hash (or the script file's
-   bytes), params, bindings, options, its timeframe and offset and the upstream
-   keys, down to the candles' key and the reference candles' content keys (a
-   reference file is loaded here, :func:`reference_data`); the evaluator's key
+   bytes), params, bindings, options, its timeframe and offset, the upstream
+   keys, down to the reference candles' content keys (a reference file is loaded
+   here, :func:`reference_data`), and the candles' key, which every key holds
+   itself since every task reads the candles (a node's values are indexed by them,
+   even one that reads only a reference; the evaluator fills at their prices); the evaluator's key
    includes :func:`evaluator_code_hash`, the hash of the source of the code it
    runs, so an upgrade can never reuse a stale result.  Equal keys mean equal outputs.
 2. *Emit* one task per node, named by its key: ``(node_task, Static(plan, context,
@@ -70,6 +72,7 @@ def node_keys(compiled: CompiledStrategy, candles_key: str, *, fixed: Mapping[st
         if name in keys:
             continue
         upstream = sorted((p, keys[p]) for p in compiled.graph.predecessors(name) if p in keys)
+        upstream.append((CANDLES, candles_key))  # every task reads them, whatever its graph edges
         if name == EVALUATOR:
             token = tokenize(KEY_VERSION, evaluator_code_hash(), evaluator_settings(compiled), upstream)
         else:

@@ -14,7 +14,11 @@ Each indicator/signal node carries a :class:`NodePlan`: the resolved component
 ``timeframe`` (period, offset) if it declares one: a higher-timeframe node
 reads candle columns or nodes on its own timeframe and offset; a base node may
 read it.  An edge ``u -> v`` carries ``bindings``: which of ``u``'s outputs feed
-which input of ``v``.
+which input of ``v``.  A script node always has an edge from ``candles`` (binding
+``CANDLE_DATA``: it reads every candle column through that variable, whatever its
+``inputs``), so the graph holds every dependency a node's output has: the task builder
+keys nodes by their predecessors (:func:`candleflow.dag.build.node_keys`) and the
+drawing shows the edges.
 
 The whole strategy is checked before anything runs; every problem is collected
 with its YAML path and raised as one :class:`~candleflow.errors.CompileError`.
@@ -49,7 +53,7 @@ from candleflow.components.registry import Registry
 from candleflow.config.models import SCRIPT, SECTION_ACTIONS, Strategy, parse_timeframe
 from candleflow.dag.conditions import check_rule_form, compile_conditions, register_names
 from candleflow.errors import CompileError, warn
-from candleflow.vocab import CANDLE_COLUMNS, CANDLES, EVALUATOR, Binding, NodePlan
+from candleflow.vocab import CANDLE_COLUMNS, CANDLES, EVALUATOR, SCRIPT_CANDLES, Binding, NodePlan
 
 RESERVED = {CANDLES, EVALUATOR, *CANDLE_COLUMNS}
 
@@ -157,6 +161,9 @@ def compile_strategy(strategy: Strategy, *, workspace: Path | None = None, file:
                 continue
             edge = graph.get_edge_data(binding.source, name, default={"bindings": []})
             graph.add_edge(binding.source, name, bindings=edge["bindings"] + [binding])
+        if plan.script is not None:  # not a plan binding: the runner hands every script the candles itself
+            edge = graph.get_edge_data(CANDLES, name, default={"bindings": []})
+            graph.add_edge(CANDLES, name, bindings=edge["bindings"] + [Binding(SCRIPT_CANDLES, CANDLES)])
     graph.add_node(EVALUATOR, kind="evaluator")
     for name in compiled.plans:
         if kinds[name] == "signal":

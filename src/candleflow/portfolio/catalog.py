@@ -24,7 +24,8 @@ Conventions shared by the definitions:
   bars a year, not 252 (``infer_periods_per_year``).
 * Trade statistics count **closed trades only**, as backtesting.py does: a
   position still open at the end (``exit_reason == "open"``) is in the equity
-  (and its entry commission in ``commissions``) but in no trade statistic.
+  (and its entry commission in ``commissions``, its entry's spread and slippage in ``costs``) but in
+  no trade statistic.
 * Durations are calendar days (format ``days``); every metric is a number.
 * ``core`` metrics are the rows of the CLI summary; ``metrics.json``, the report
   and a sweep's frame have them all.
@@ -143,6 +144,9 @@ METRICS: tuple[Metric, ...] = (
            "The mean `exit_time - entry_time` of closed trades, in days; NaN without closed trades."),
     Metric("commissions", "Commissions", "money", "min",
            "The commission paid on every fill, the open trade's entry included."),
+    Metric("costs", "Spread and slippage", "money", "min",
+           "What the fills paid in spread and slippage: the summed `spread_slippage` of the trades (`size x "
+           "abs(fill - price)` per fill), the open trade's entry included."),
     Metric("long_trades", "Long trades", "count", None, "The number of closed long trades."),
     Metric("long_win_rate", "Long win rate", "share", "max",
            "The share of closed long trades with `pnl > 0`; NaN without one."),

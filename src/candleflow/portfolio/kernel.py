@@ -10,13 +10,20 @@ State, in small arrays so that the rule functions can change it:
 
 * ``cash[0]``; ``held[0]`` the number of open trades, ``held[1]`` their side (+1, -1, 0 flat);
 * ``trades[i]``: the open trades, oldest first, columns ``T_*`` (a level in real prices; the
-  trailing stop in *sign space*, ``side x price``, where every comparison is written once for a long);
+  trailing stop in *sign space*, ``side x price``, where every comparison is written once for a long;
+  ``T_COST`` what the entry fill paid per unit over its raw price, for the trade's spread and slippage);
 * ``working[s]``: the working entry order of side slot ``s`` (0 buy, 1 sell), columns ``W_*``;
 * ``log[j]``: the finished trades, columns ``L_*``; ``notes[k]``: counts of orders that did not happen.
 
 Each rule is one function: :func:`_order_fill` (does this candle fill a working order, at what
 price), :func:`_trade_exit` (does it exit a trade, at what price and why), :func:`_after_close`
 (the trailing and break-even stops follow the close).
+
+Spread and slippage move every fill (:func:`_fill`): each entry (market, or a working order's fill at
+the open or its level) and each exit (signal, partial, reversal, time, stop or target at a gap's open or
+at its level, ``close_at_end``).  A logged trade's ``L_SPREAD_SLIPPAGE`` is what its two fills paid
+through those prices, ``size x |fill - raw price|`` summed over them (a part closed early carries its
+share of the entry's); a trade still open at the end has made no exit fill, so only its entry's counts.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import numpy as np
 from numba import njit
 
 # trades[i] columns
-T_SIZE, T_ENTRY_BAR, T_ENTRY, T_COMMISSION, T_STOP, T_TARGET, T_TRAIL, T_BE_AT, T_BE, T_FIRST_CHECK, T_DUE = range(11)
+(T_SIZE, T_ENTRY_BAR, T_ENTRY, T_COMMISSION, T_STOP, T_TARGET, T_TRAIL, T_BE_AT, T_BE, T_FIRST_CHECK, T_DUE,
+ T_COST) = range(12)
 # working[s] columns
 W_ACTIVE, W_KIND, W_STOP, W_LIMIT, W_DECIDED, W_EXPIRES, W_TRIGGERED = range(7)
 # log[j] columns
-L_SIDE, L_SIZE, L_ENTRY_BAR, L_ENTRY, L_EXIT_BAR, L_EXIT, L_PNL, L_RETURN, L_COMMISSION, L_REASON = range(10)
+(L_SIDE, L_SIZE, L_ENTRY_BAR, L_ENTRY, L_EXIT_BAR, L_EXIT, L_PNL, L_RETURN, L_COMMISSION, L_SPREAD_SLIPPAGE,
+ L_REASON) = range(11)
 MARKET, LIMIT, STOP, STOP_LIMIT = range(4)
 REASONS = ("signal", "reversal", "max_bars", "stop_loss", "trailing_stop", "break_even", "take_profit", "end",
            "open", "partial")
@@ -153,14 +162,17 @@ def _sell_part(trades, held, cash, log, count, p, i, part, bar, price, reason):
     commission = _commission(p, part, fill)
     cash[0] += side * part * fill - commission
     entry_commission = trades[i, T_COMMISSION] if part == size else trades[i, T_COMMISSION] * (part / size)
+    costs = part * trades[i, T_COST] + part * abs(fill - price)
     _log(log, count, side, part, trades[i, T_ENTRY_BAR], trades[i, T_ENTRY], entry_commission, bar, fill,
-         commission, reason)
+         commission, costs, reason)
     trades[i, T_SIZE] = size - part
     trades[i, T_COMMISSION] -= entry_commission
 
 
 @njit(cache=True)
-def _log(log, count, side, size, entry_bar, entry_price, entry_commission, bar, exit_price, exit_commission, reason):
+def _log(log, count, side, size, entry_bar, entry_price, entry_commission, bar, exit_price, exit_commission,
+         spread_slippage, reason):
+    """Append a finished trade (``spread_slippage``: what both its fills paid through their prices)."""
     row = log[count[0]]
     count[0] += 1
     commission = entry_commission + exit_commission
@@ -168,6 +180,7 @@ def _log(log, count, side, size, entry_bar, entry_price, entry_commission, bar, 
     row[L_SIDE], row[L_SIZE], row[L_ENTRY_BAR], row[L_ENTRY] = side, size, entry_bar, entry_price
     row[L_EXIT_BAR], row[L_EXIT], row[L_PNL] = bar, exit_price, pnl
     row[L_RETURN], row[L_COMMISSION], row[L_REASON] = pnl / (size * entry_price), commission, reason
+    row[L_SPREAD_SLIPPAGE] = spread_slippage
 
 
 @njit(cache=True)
@@ -248,6 +261,7 @@ def _open(trades, held, cash, p, notes, levels, side, bar, price, decided, first
     t[T_BE_AT] = fill * (1 + side * p[P_BREAK_EVEN])  # NaN without a break-even move: never reached
     t[T_FIRST_CHECK] = first_check
     t[T_DUE] = bar + p[P_MAX_BARS] if p[P_MAX_BARS] > 0 else math.inf
+    t[T_COST] = abs(fill - price)
 
 
 @njit(cache=True)
@@ -343,7 +357,7 @@ def run(opens, highs, lows, closes, entries, exits, p, levels, trail_from, order
     """Visit every candle (see the module docstring); fill ``cash_at``/``position_at`` per candle, ``log``
     with the trades (the still-open ones last, reason ``OPEN``) and ``notes``; return the number logged."""
     n = len(opens)
-    trades = np.zeros((max(1, int(p[P_MAX_ENTRIES])), 11))
+    trades = np.zeros((max(1, int(p[P_MAX_ENTRIES])), 12))
     working = np.zeros((2, 7))
     held, cash, count = np.zeros(2, np.int64), np.array([p[P_CASH]]), np.zeros(1, np.int64)
     state = (trades, held, cash, working, log, count)
@@ -375,5 +389,5 @@ def run(opens, highs, lows, closes, entries, exits, p, levels, trail_from, order
         position_at[bar] = held[1] * total
     for i in range(held[0]):
         _log(log, count, held[1], trades[i, T_SIZE], trades[i, T_ENTRY_BAR], trades[i, T_ENTRY],
-             trades[i, T_COMMISSION], n - 1, closes[n - 1], 0.0, OPEN)
+             trades[i, T_COMMISSION], n - 1, closes[n - 1], 0.0, trades[i, T_SIZE] * trades[i, T_COST], OPEN)
     return count[0]

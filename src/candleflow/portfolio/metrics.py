@@ -66,6 +66,7 @@ def compute_metrics(
         **_drawdowns(curve, peaks, index),
         **_trade_metrics(closed),
         "commissions": float(trades["commission"].sum()),
+        "costs": float(trades["spread_slippage"].sum()),
         **_side_metrics(closed),
     }
 

@@ -30,8 +30,10 @@ How orders fill
   own, with its own fill, stops and clock); ``sell`` while flat without ``allow_short`` is ignored.
   A working order's fill acts like a market entry at its fill price.
 * **Prices and costs.** A buy fills at ``price + spread/2 + slippage``, a sell at ``price - ...``;
-  each is ``units`` of price plus ``bps`` x price / 10,000.  Each fill pays
-  ``max(minimum, fraction x size x fill + per_unit x size + per_order)`` commission.
+  each is ``units`` of price plus ``bps`` x price / 10,000, on every fill: market and working-order
+  entries, and every exit (a stop or target filled at its level or at a gapped open included).  Each
+  fill pays ``max(minimum, fraction x size x fill + per_unit x size + per_order)`` commission.  A
+  trade's ``spread_slippage`` is ``size x |fill - price|`` summed over its two fills.
 * **Sizing**, with equity = cash + open trades marked at the price: ``fraction``: ``f x room`` worth,
   commission included (``room = leverage x equity - open notional``, leverage ``max_leverage`` or 1,
   so cash stays >= 0 for longs without leverage); ``fixed``: ``value`` units; ``risk``: the size whose
@@ -67,7 +69,7 @@ from candleflow.portfolio.rules import Actions
 from candleflow.vocab import PRICE_COLUMNS
 
 TRADE_COLUMNS = ["side", "size", "entry_bar", "entry_time", "entry_price", "exit_bar", "exit_time",
-                 "exit_price", "pnl", "return_pct", "commission", "exit_reason"]
+                 "exit_price", "pnl", "return_pct", "commission", "spread_slippage", "exit_reason"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,9 @@ class Simulation:
 
     ``trades``: one row per trade (columns ``TRADE_COLUMNS``; ``pnl`` is net of both
     commissions, ``return_pct`` is ``pnl / (size x entry_price)`` as a fraction, like
-    backtesting.py's ``ReturnPct``; ``commission`` is both sides' total).
+    backtesting.py's ``ReturnPct``; ``commission`` is both sides' total; ``spread_slippage`` what both
+    fills paid through their prices, ``size x |fill - raw price|`` summed, already inside ``pnl`` through
+    ``entry_price`` and ``exit_price``; a trade still open at the end counts its entry only).
     ``equity``: cash + marked position at each close, indexed by candle time.
     ``position``: signed size held at each bar's close.  ``metrics``: see
     :func:`candleflow.portfolio.metrics.compute_metrics`.  ``notes``: counts of orders that
@@ -225,7 +229,7 @@ def simulate(
 
 
 _LOGGED = ("side", "size", "entry_bar", "entry_price", "exit_bar", "exit_price", "pnl", "return_pct",
-           "commission", "exit_reason")  # the kernel's log columns (kernel.L_*)
+           "commission", "spread_slippage", "exit_reason")  # the kernel's log columns (kernel.L_*)
 
 
 def _trades_frame(log: np.ndarray, index: pd.DatetimeIndex, reasons: tuple[str, ...]) -> pd.DataFrame:
