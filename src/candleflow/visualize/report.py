@@ -188,9 +188,10 @@ def _tone(metric: Metric | None, value: Any) -> str:
 
 
 def _trade_rows(trades: pd.DataFrame, *, decimals: int) -> list[dict[str, Any]]:
-    """The trade table: prices at the instrument's decimals, sizes at theirs, money at 2."""
+    """The trade table: prices at the instrument's decimals, sizes at theirs, money at 2 (an older results
+    folder's trades have no spread and slippage column: shown as n/a)."""
     size_decimals = charts.decimals_of(trades["size"].to_numpy(), most=6) if len(trades) else 0
-    spread = trades["spread_slippage"] if "spread_slippage" in trades.columns else pd.Series(0.0, index=trades.index)
+    spread = trades["spread_slippage"] if "spread_slippage" in trades.columns else pd.Series(math.nan, index=trades.index)
     rows = []
     for number, (trade, paid) in enumerate(zip(trades.itertuples(index=False), spread), start=1):
         pnl = float(trade.pnl)
@@ -200,7 +201,7 @@ def _trade_rows(trades: pd.DataFrame, *, decimals: int) -> list[dict[str, Any]]:
             "exit_price": f"{trade.exit_price:,.{decimals}f}", "size": f"{trade.size:,.{size_decimals}f}",
             "duration": charts.duration_text(pd.Timestamp(trade.exit_time) - pd.Timestamp(trade.entry_time)),
             "pnl": f"{pnl:+,.2f}", "return": f"{float(trade.return_pct):+.2%}",
-            "costs": f"{float(trade.commission) + float(paid):,.2f}",
+            "commission": f"{float(trade.commission):,.2f}", "spread": format_metric("costs", paid),
             "reason": charts.EXITS.get(trade.exit_reason, (trade.exit_reason,))[0],
             "tone": "up" if pnl > 0 else "down" if pnl < 0 else ""})
     return rows
