@@ -29,6 +29,7 @@ COMMANDS = {
     "conditions": ["conditions.py", "--candles", "3000", "--repeat", "1"],
     "orders": ["orders.py", "--candles", "3000", "--repeat", "1"],
     "output": ["output.py", "--candles", "3000", "--repeat", "1"],
+    "report": ["report.py", "--candles", "3000", "--repeat", "1"],
 }
 
 
@@ -111,3 +112,10 @@ def test_output_times_writing_against_computing_and_loading(outputs):
     assert re.search(r"^\s+write parquet\s.*write / compute = \d+\.\d+x$", out, re.M), out
     assert re.search(r"^\s+write csv\s.*write / compute = \d+\.\d+x$", out, re.M), out
     assert re.search(r"^\s+load csv\s.*3,000 rows$", out, re.M), out
+
+
+def test_report_times_and_sizes_the_reports(outputs):
+    out = outputs("report")
+    for name in ("ma_crossover", "ma_crossover_filtered", "mean_reversion", "trend_daily_filter", "3,000 candles"):
+        assert re.search(rf"^\s+{name}\s+[\d,]+\s+[\d,]+\s.*MB\s+\d+\.\dx$", out, re.M), out
+    assert re.search(r"^target (MET|MISSED)\s+<= 3 MB for one year of hourly candles", out, re.M), out
